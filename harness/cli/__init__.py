@@ -1,0 +1,53 @@
+"""``npu-hil``: the command line. Each sub-command lives in its own module with a ``register(subparsers)``.
+
+Errors of the harness (:class:`harness.errors.HarnessError`) end the command with one line on stderr and
+exit code 2 (configuration) or 1 (anything else); no traceback for a user's mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness.errors import ConfigError, HarnessError
+
+#: Sub-command modules, in the order ``--help`` lists them.
+COMMANDS = ("sim", "boards", "versions", "doctor", "model", "firmware", "report", "gate", "baseline", "lab")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="npu-hil",
+        description="Hardware-in-the-loop testing for Rockchip NPU boards. "
+                    "Run tests with `pytest --board NAME`; this command manages boards, simulators and reports.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"harness.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"harness.cli.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"npu-hil: error: {exc}", file=sys.stderr)
+        return 2
+    except HarnessError as exc:
+        print(f"npu-hil: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

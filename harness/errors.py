@@ -1,0 +1,50 @@
+"""Errors with a class, so every failure says whose fault it is (design principle 5).
+
+* ``ConfigError``: the configuration's fault (boards.toml, command line); the run stops before any test.
+* ``BoardError``: the board's or the lab's fault (unreachable, hung, offline); reported as *broken*.
+* ``ProductError``: the firmware or model under test is wrong (version mismatch, wrong output); a *failure*.
+
+Each carries a one-line message meant for a person, and optionally the fix.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    kind = "infrastructure"
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message} (fix: {self.fix})" if self.fix else self.message
+
+
+class ConfigError(HarnessError):
+    """Bad input from the user: a wrong boards.toml, an unknown board, a corrupt model file."""
+
+    kind = "config"
+
+
+class BoardError(HarnessError):
+    """The board or its link misbehaves: not the product's fault, so the board is reported broken."""
+
+    kind = "infrastructure"
+
+
+class LinkTimeout(BoardError):
+    """An operation on a link missed its deadline."""
+
+
+class LinkDown(BoardError):
+    """A link cannot reach the board (port gone, device offline, connection refused)."""
+
+
+class ProductError(HarnessError):
+    """The thing under test is wrong: versions that do not belong together, outputs that differ."""
+
+    kind = "product"

@@ -1,0 +1,1 @@
+"""NPU knowledge: version probes and matrices, .rknn files, runners, goldens, latency, diagnoses."""
