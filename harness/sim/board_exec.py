@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -30,11 +31,24 @@ BOARD_ENV = {
     "TERM": "vt100",
 }
 
+# Runs as host /bin/sh inside the new namespaces; host tools come as absolute paths ($1-$3) so the board's
+# PATH never includes the host's.
 _ENTER = (
-    'root=$1; shift; '
-    'for d in ' + " ".join(BOUND_DEVICES) + '; do mount --bind "/dev/$d" "$root/dev/$d" || exit 125; done; '
-    'exec chroot "$root" "$@"'
+    'mount=$1 chroot=$2 hostname=$3 root=$4; shift 4; '
+    'for d in ' + " ".join(BOUND_DEVICES) + '; do "$mount" --bind "/dev/$d" "$root/dev/$d" || exit 125; done; '
+    'read -r name < "$root/etc/hostname" && "$hostname" "$name"; '
+    'exec "$chroot" "$root" "$@"'
 )
+
+
+def _host_tool(name: str) -> str:
+    for folder in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        if os.access(f"{folder}/{name}", os.X_OK):
+            return f"{folder}/{name}"
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found on the host (util-linux / coreutils / hostname)")
+    return found
 
 _PR_SET_PDEATHSIG = 1
 
@@ -42,8 +56,9 @@ _PR_SET_PDEATHSIG = 1
 def board_argv(root: Path, argv: list[str]) -> list[str]:
     """The host argv that runs ``argv`` (a board path and its arguments) inside the board ``root``."""
     return [
-        "unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child=SIGKILL",
-        "--", "/bin/sh", "-c", _ENTER, "board-enter", str(root), *argv,
+        _host_tool("unshare"), "--user", "--map-root-user", "--mount", "--pid", "--uts", "--fork",
+        "--kill-child=SIGKILL", "--", "/bin/sh", "-c", _ENTER, "board-enter",
+        _host_tool("mount"), _host_tool("chroot"), _host_tool("hostname"), str(root), *argv,
     ]
 
 
@@ -66,8 +81,6 @@ def spawn(root: Path, command: str | None, *, env: dict[str, str] | None = None,
     board_env = dict(BOARD_ENV)
     if env:
         board_env.update(env)
-    # unshare and chroot come from the host's PATH; the board shell then sees only BOARD_ENV's PATH.
-    board_env["PATH"] = BOARD_ENV["PATH"] + ":" + os.environ.get("PATH", "")
     return subprocess.Popen(shell_argv(root, command, login=login), env=board_env,
                             preexec_fn=_die_with_parent, **popen_kwargs)
 

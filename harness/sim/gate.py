@@ -1,0 +1,141 @@
+"""The board-to-simulator "syscall gate": how the board's userspace reaches its simulated kernel and NPU.
+
+``/usr/libexec/sim-gate`` on the board (busybox ``nc``) connects to this loopback server and sends the argument
+count, the working directory and the arguments, NUL-separated. A handler streams output lines back; lines sent
+with :meth:`GateReply.err` reach the caller's stderr, and the last line carries the exit status. When the caller
+goes away (its adb or ssh session closed), :attr:`GateReply.closed` turns true so a long handler can stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    cwd: str
+    args: list[str]  # args[0] is the operation, e.g. "reboot", "rknn_server", "npu"
+
+
+class GateReply:
+    """The reply stream of one gate request."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self._conn = conn
+        self.closed = False
+
+    def _send(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self._conn.sendall(text.encode("utf-8", "replace"))
+        except OSError:
+            self.closed = True
+
+    def out(self, line: str = "") -> None:
+        for part in line.split("\n"):
+            self._send(part + "\n")
+
+    def err(self, line: str) -> None:
+        for part in line.split("\n"):
+            self._send("@@err " + part + "\n")
+
+    def peer_gone(self) -> bool:
+        """True once the board-side caller has hung up (checked without blocking)."""
+        if self.closed:
+            return True
+        try:
+            self._conn.setblocking(False)
+            data = self._conn.recv(1, socket.MSG_PEEK)
+            self.closed = data == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.closed = True
+        finally:
+            try:
+                self._conn.setblocking(True)
+            except OSError:
+                self.closed = True
+        return self.closed
+
+
+Handler = Callable[[GateRequest, GateReply], int]
+
+
+def _read_request(conn: socket.socket) -> GateRequest:
+    data = b""
+    while True:
+        head, sep, _ = data.partition(b"\0")
+        if sep:
+            count = int(head)
+            if data.count(b"\0") >= count + 1:
+                fields = data.split(b"\0")[1:count + 1]
+                decoded = [f.decode("utf-8", "replace") for f in fields]
+                return GateRequest(cwd=decoded[0], args=decoded[1:])
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise ConnectionError("gate request cut short")
+        data += chunk
+        if len(data) > 1 << 20:
+            raise ConnectionError("gate request too large")
+
+
+class Gate:
+    """Serves gate requests on a loopback listener, one thread each, dispatching on the first argument."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.handlers: dict[str, Handler] = {}
+        self._stopping = threading.Event()
+
+    @property
+    def address(self) -> str:
+        host, port = self.listener.getsockname()[:2]
+        return f"{host}:{port}"
+
+    def register(self, op: str, handler: Handler) -> None:
+        self.handlers[op] = handler
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept_loop, name="sim-gate", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), name="sim-gate-req", daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        reply = GateReply(conn)
+        code = 1
+        try:
+            request = _read_request(conn)
+            op = request.args[0] if request.args else ""
+            handler = self.handlers.get(op)
+            if handler is None:
+                reply.err(f"{op or 'sim-gate'}: not supported on this board")
+                code = 38  # ENOSYS
+            else:
+                code = handler(request, reply)
+        except Exception as exc:  # a handler bug must not take the board's kernel down
+            log.exception("gate request failed")
+            reply.err(f"kernel: {type(exc).__name__}: {exc}")
+        finally:
+            reply._send(f"@@exit {code}\n")
+            conn.close()
