@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from harness import __version__
 from harness.errors import ConfigError, HarnessError
 
 #: Sub-command modules, in the order ``--help`` lists them.
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hardware-in-the-loop testing for Rockchip NPU boards. "
                     "Run tests with `pytest --board NAME`; this command manages boards, simulators and reports.",
     )
+    parser.add_argument("--version", action="version", version=f"npu-hil {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         try:
@@ -47,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `npu-hil ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

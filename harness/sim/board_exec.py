@@ -11,10 +11,12 @@ costs ~15 ms a command, and its chroot leaves no absolute path that reaches the 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import termios
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +72,36 @@ def shell_argv(root: Path, command: str | None, *, login: bool = False) -> list[
 
 
 def _die_with_parent() -> None:
-    """Runs in the child before exec: if the simulator dies, so does every board command (no orphans)."""
+    """Runs in the child before exec: if the simulator dies, so does every board command (no orphans).
+
+    Note PR_SET_PDEATHSIG fires when the *thread* that started the child exits: start long-lived board
+    processes from threads that live as long as they should.
+    """
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def _die_with_parent_on_tty() -> None:
+    """As _die_with_parent, and make stdin (a pty) the controlling terminal, so Ctrl-C reaches the foreground job."""
+    _die_with_parent()
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def spawn(root: Path, command: str | None, *, env: dict[str, str] | None = None, login: bool = False,
-          **popen_kwargs: Any) -> subprocess.Popen:
-    """Start a board shell running ``command``; extra ``env`` is added to the board's clean environment."""
+          controlling_tty: bool = False, **popen_kwargs: Any) -> subprocess.Popen:
+    """Start a board shell running ``command``; extra ``env`` is added to the board's clean environment.
+
+    ``controlling_tty``: stdin is a pty that becomes the shell's controlling terminal (console, adb/ssh pty).
+    """
     board_env = dict(BOARD_ENV)
     if env:
         board_env.update(env)
+    if controlling_tty:
+        popen_kwargs.pop("start_new_session", None)  # setsid happens in the pre-exec hook
     return subprocess.Popen(shell_argv(root, command, login=login), env=board_env,
-                            preexec_fn=_die_with_parent, **popen_kwargs)
+                            preexec_fn=_die_with_parent_on_tty if controlling_tty else _die_with_parent,
+                            **popen_kwargs)
 
 
 def run(root: Path, command: str, *, timeout: float = 30.0, env: dict[str, str] | None = None,

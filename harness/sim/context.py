@@ -30,9 +30,10 @@ class BoardContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def spawn_shell(self, command: str | None, *, env: dict[str, str] | None = None, login: bool = False,
-                    **popen_kwargs: Any) -> subprocess.Popen:
+                    controlling_tty: bool = False, **popen_kwargs: Any) -> subprocess.Popen:
         """Start busybox sh on the board (``command`` None: an interactive shell, e.g. on a pty)."""
-        return board_exec.spawn(self.root, command, env=env, login=login, **popen_kwargs)
+        return board_exec.spawn(self.root, command, env=env, login=login, controlling_tty=controlling_tty,
+                                **popen_kwargs)
 
     def host_path(self, board_path: str, *, follow_last: bool = True) -> Path:
         """The host path of a board path, confined to the board root (raises rootpath.OutsideRoot)."""

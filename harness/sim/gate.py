@@ -2,7 +2,7 @@
 
 ``/usr/libexec/sim-gate`` on the board (busybox ``nc``) connects to this loopback server and sends the argument
 count, the working directory and the arguments, NUL-separated. A handler streams output lines back; lines sent
-with :meth:`GateReply.err` reach the caller's stderr, and the last line carries the exit status. When the caller
+with :meth:`GateReply.err` reach the caller's stderr, ``@@ka`` keep-alive lines are dropped, and the last line carries the exit status. When the caller
 goes away (its adb or ssh session closed), :attr:`GateReply.closed` turns true so a long handler can stop.
 """
 
@@ -47,22 +47,12 @@ class GateReply:
             self._send("@@err " + part + "\n")
 
     def peer_gone(self) -> bool:
-        """True once the board-side caller has hung up (checked without blocking)."""
-        if self.closed:
-            return True
-        try:
-            self._conn.setblocking(False)
-            data = self._conn.recv(1, socket.MSG_PEEK)
-            self.closed = data == b""
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.closed = True
-        finally:
-            try:
-                self._conn.setblocking(True)
-            except OSError:
-                self.closed = True
+        """True once the board-side caller has gone (its command was killed).
+
+        busybox nc half-closes after sending the request, so an empty read means nothing; instead a keep-alive
+        line (ignored by the board's sim-gate) is sent: once the caller is gone the kernel answers it with a reset.
+        """
+        self._send("@@ka\n")
         return self.closed
 
 

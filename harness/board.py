@@ -1,0 +1,189 @@
+"""The Board a test holds: one facade over its links, so a test says *what* to do, not over which wire.
+
+``shell`` goes over the first healthy link in the board's order (adb, ssh, console by default) and falls back
+when a link is down; a command that timed out is never silently re-run elsewhere (it may have had effects).
+Transfers are verified by checksum on the board. Reboots are followed on every link until the board answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.chips import Chip
+from harness.errors import BoardError, HarnessError, LinkDown, LinkTimeout
+from harness.links.base import ShellResult
+
+
+class CommandLink(Protocol):
+    def shell(self, command: str, timeout: float) -> ShellResult: ...
+    def is_alive(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Board:
+    def __init__(self, *, name: str, chip: Chip, links: dict[str, Any], power: Any, link_order: list[str],
+                 run_dir: Path, toolkit: str | None = None, command_timeout: float = 60.0,
+                 boot_timeout: float = 120.0, simulated: bool = False, log: logging.Logger | None = None) -> None:
+        self.name = name
+        self.chip = chip
+        self.links = links
+        self.power = power
+        self.link_order = [n for n in link_order if n in links] + [n for n in links if n not in link_order]
+        self.run_dir = run_dir
+        self.toolkit = toolkit
+        self.command_timeout = command_timeout
+        self.boot_timeout = boot_timeout
+        self.simulated = simulated
+        self.log = log or logging.getLogger(f"npu-hil.board.{name}")
+        self.history: list[ShellResult] = []
+        self.broken: str | None = None
+        self.owns_simulator = False
+
+    def __repr__(self) -> str:
+        return f"<Board {self.name} chip={self.chip.name} links={','.join(self.link_order)}>"
+
+    @property
+    def npu(self) -> str:
+        return self.chip.npu
+
+    @property
+    def console(self) -> Any:
+        return self.link("console")
+
+    @property
+    def adb(self) -> Any:
+        return self.link("adb")
+
+    @property
+    def ssh(self) -> Any:
+        return self.link("ssh")
+
+    def has_link(self, name: str) -> bool:
+        return name in self.links
+
+    def link(self, name: str) -> Any:
+        try:
+            return self.links[name]
+        except KeyError:
+            raise BoardError(f"board {self.name} has no {name} link (configure it in boards.toml)") from None
+
+    # -- commands ------------------------------------------------------------------------------------------
+    def shell(self, command: str, timeout: float | None = None, *, link: str | None = None,
+              check: bool = False) -> ShellResult:
+        """Run ``command`` on the board; ``check`` raises BoardError on a non-zero exit."""
+        self._refuse_if_broken()
+        timeout = timeout or self.command_timeout
+        order = [link] if link else self.command_links()
+        errors = []
+        for name in order:
+            try:
+                result = self._run_on(name, command, timeout)
+            except LinkTimeout:
+                raise
+            except LinkDown as exc:
+                errors.append(f"{name}: {exc}")
+                self.log.warning("%s: %s link down, trying the next: %s", self.name, name, exc)
+                continue
+            self.history.append(result)
+            if check and result.exit_code != 0:
+                raise BoardError(f"{self.name}: `{command}` exited {result.exit_code}: "
+                                 f"{(result.stderr or result.stdout).strip()[-500:]}")
+            return result
+        raise LinkDown(f"{self.name}: no link could run `{command}`: " + "; ".join(errors or ["no command link"]))
+
+    def _run_on(self, name: str, command: str, timeout: float) -> ShellResult:
+        link = self.link(name)
+        return link.run(command, timeout) if name == "console" else link.shell(command, timeout)
+
+    def command_links(self) -> list[str]:
+        return [n for n in self.link_order if n in ("adb", "ssh", "console")]
+
+    def transfer_link(self) -> str:
+        for name in self.link_order:
+            if name in ("adb", "ssh"):
+                return name
+        raise BoardError(f"board {self.name} has no adb or ssh link to transfer files over")
+
+    def push(self, local: Path | str, remote: str, *, timeout: float | None = None) -> None:
+        """Copy a file to the board, verified by sha256 on the board."""
+        self._refuse_if_broken()
+        self.link(self.transfer_link()).push(Path(local), remote, timeout=timeout or self.command_timeout)
+
+    def pull(self, remote: str, local: Path | str, *, timeout: float | None = None) -> None:
+        self._refuse_if_broken()
+        self.link(self.transfer_link()).pull(remote, Path(local), timeout=timeout or self.command_timeout)
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+    def reboot(self, *, timeout: float | None = None) -> float:
+        """Reboot from the board's side and wait until every link answers again; returns the seconds it took."""
+        started = time.monotonic()
+        mark = self.links["console"].mark() if "console" in self.links else None
+        if "adb" in self.links:
+            self.links["adb"].reboot()
+        else:
+            try:
+                self.shell("reboot", timeout=10)
+            except (LinkDown, LinkTimeout):
+                pass  # the link dropping under a reboot is the expected outcome
+        self.wait_ready(timeout=timeout, since=mark)
+        return time.monotonic() - started
+
+    def power_cycle(self, *, timeout: float | None = None) -> None:
+        mark = self.links["console"].mark() if "console" in self.links else None
+        self.power.cycle()
+        self.wait_ready(timeout=timeout, since=mark)
+
+    def wait_ready(self, *, timeout: float | None = None, since: float | None = None) -> None:
+        """Wait (with one deadline for all) until the console gives a shell and adb and ssh answer."""
+        deadline = time.monotonic() + (timeout or self.boot_timeout)
+        for name in self.link_order:
+            remaining = max(1.0, deadline - time.monotonic())
+            link = self.links[name]
+            if name == "console":
+                link.login(timeout=remaining)
+            elif hasattr(link, "wait_ready"):
+                link.wait_ready(timeout=remaining)
+            else:
+                self._reconnect(name, link, deadline)
+
+    def _reconnect(self, name: str, link: Any, deadline: float) -> None:
+        """Reconnect a link that has no wait of its own (ssh), retrying until the shared deadline."""
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                link.close()
+                link.connect()
+                return
+            except HarnessError as exc:
+                last = exc
+                time.sleep(0.2)
+        raise LinkTimeout(f"{self.name}: {name} did not come back before the deadline: {last}")
+
+    def health(self) -> dict[str, str | None]:
+        """Each link's problem, or None when it answers (``true`` over it exits 0)."""
+        report: dict[str, str | None] = {}
+        for name in self.command_links():
+            try:
+                result = self._run_on(name, "true", 15)
+                report[name] = None if result.exit_code == 0 else f"`true` exited {result.exit_code}"
+            except HarnessError as exc:
+                report[name] = str(exc)
+        return report
+
+    def mark_broken(self, reason: str) -> None:
+        """After recovery failed: every later use fails at once with this reason instead of hanging."""
+        self.broken = reason
+
+    def _refuse_if_broken(self) -> None:
+        if self.broken:
+            raise BoardError(f"board {self.name} is marked broken for the rest of this run: {self.broken}")
+
+    def close(self) -> None:
+        for name, link in self.links.items():
+            try:
+                link.close()
+            except Exception as exc:  # closing must never hide the test's own outcome
+                self.log.warning("%s: closing %s failed: %s", self.name, name, exc)

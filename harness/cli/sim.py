@@ -1,0 +1,110 @@
+"""``npu-hil sim``: start, stop and steer simulated boards (the embedded default when no board is at hand)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from harness.sim import api
+from harness.sim.faults import KINDS
+from harness.sim.profile import known_profiles
+
+EPILOG = """examples:
+  npu-hil sim up rv1126                          start a simulated RV1126, print its endpoints as JSON
+  npu-hil sim up rk3588 --name lab-3588 --fault slow-npu=4
+  npu-hil sim up rv1126 --version rknn_server=1.6.0   a board whose rknn_server is from another release
+  npu-hil sim fault rv1126 npu-hang              inject a fault into a running board (--clear to remove)
+  npu-hil sim power rv1126 cycle                 power-cycle it (addresses stay the same)
+  npu-hil sim down rv1126                        stop it; its /userdata is kept for the next `up`
+
+faults:
+""" + "\n".join(f"  {k.name + ('=' + k.default if k.default else ''):24} {k.help}" for k in KINDS.values())
+
+
+def _versions(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise api.SimError(f"--version takes COMPONENT=VERSION (components: {', '.join(api.COMPONENTS)}), "
+                               f"got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _up(args: argparse.Namespace) -> int:
+    endpoints = api.up(args.profile, name=args.name, faults=args.fault, versions=_versions(args.version),
+                       timeout=args.timeout, fresh=args.fresh)
+    print(json.dumps(endpoints, indent=None if args.compact else 2))
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    if not api.down(args.name):
+        raise api.SimError(f"no simulated board named {args.name!r} is running")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    boards = api.list_boards()
+    if args.json:
+        print(json.dumps(boards, indent=2))
+        return 0
+    if not boards:
+        print("no simulated boards (start one with `npu-hil sim up rv1126`)")
+    for board in boards:
+        ep = board["endpoints"] or {}
+        where = (f"adb {ep['adb']['serial']}  ssh {ep['ssh']['host']}:{ep['ssh']['port']}  "
+                 f"console {ep['console']['path']}") if ep else ""
+        print(f"{board['name']:16} {board['profile']:8} {board['state']:9} {where}")
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    print(json.dumps(api.fault(args.name, args.fault or "", clear=args.clear)))
+    return 0
+
+
+def _power(args: argparse.Namespace) -> int:
+    print(api.power(args.name, args.action))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sim = sub.add_parser("sim", help="simulated boards: up, down, list, fault, power",
+                         description="Simulated Rockchip NPU boards reached through real protocols: a console pty, "
+                                     "an adb device endpoint for the real adb server, an SSH server.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = sim.add_subparsers(dest="sim_command", metavar="ACTION", required=True)
+
+    p = cmds.add_parser("up", help="start a board in the background and print its endpoints (JSON)",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("profile", help=f"board profile: {', '.join(known_profiles())}, or a path to a profile TOML")
+    p.add_argument("--name", help="board name (default: the profile's name); names must be unique")
+    p.add_argument("--fault", action="append", default=[], metavar="FAULT", help="inject a fault at start (repeatable)")
+    p.add_argument("--version", action="append", default=[], metavar="COMPONENT=VERSION",
+                   help="override a component version: rknn_server, driver or runtime (repeatable)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the boot (default 20)")
+    p.add_argument("--fresh", action="store_true", help="wipe a previous board of this name, /userdata included")
+    p.add_argument("--compact", action="store_true", help="print the JSON on one line")
+    p.set_defaults(func=_up)
+
+    p = cmds.add_parser("down", help="stop a board and every process it runs")
+    p.add_argument("name")
+    p.set_defaults(func=_down)
+
+    p = cmds.add_parser("list", help="list simulated boards")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_list)
+
+    p = cmds.add_parser("fault", help="inject a fault into a running board, or --clear it",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name")
+    p.add_argument("fault", nargs="?", help="FAULT[=VALUE]; with --clear and no FAULT, clears all")
+    p.add_argument("--clear", action="store_true")
+    p.set_defaults(func=_fault)
+
+    p = cmds.add_parser("power", help="power a board on, off, or cycle it")
+    p.add_argument("name")
+    p.add_argument("action", choices=("on", "off", "cycle"))
+    p.set_defaults(func=_power)

@@ -1,0 +1,140 @@
+"""The simulated board's operating system for one boot: kernel, console, adbd, sshd, NPU, rknn_server.
+
+Started by the supervisor (``python -m harness.sim.board_os STATE_DIR``) at every power-on and reboot. It boots
+(console log), brings the endpoints up on the supervisor's reserved ports, then waits for a reboot or power-off
+request from the board (``reboot``, adb ``reboot:``), a spontaneous-reboot fault, or the supervisor's kill.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from harness.sim import faults as faults_mod
+from harness.sim import ports, rootfs, state
+from harness.sim.context import BoardContext
+from harness.sim.gate import Gate
+from harness.sim.kernel import Kernel
+from harness.sim.profile import COMPONENTS, Profile
+from harness.sim.profile import load as load_profile
+from harness.sim.supervisor import EXIT_POWEROFF, EXIT_REBOOT
+
+log = logging.getLogger("npu-hil.sim.board")
+MISMATCH_FAULTS = {"server-mismatch": "rknn_server", "driver-mismatch": "driver", "runtime-mismatch": "runtime"}
+
+
+def effective_profile(base: Profile, overrides: dict[str, str], active: dict[str, str | None]) -> Profile:
+    """The profile with per-board version overrides, then the version-mismatch faults, applied."""
+    versions = dict(overrides)
+    for fault, component in MISMATCH_FAULTS.items():
+        if fault in active:
+            value = active[fault]
+            versions[component] = getattr(base.mismatch, component) if value in (None, "auto") else value
+    return base.with_versions({k: v for k, v in versions.items() if k in COMPONENTS})
+
+
+class BoardOS:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        config = state.read_json(state_dir / "config.json") or {}
+        self.base_profile = load_profile(config["profile"])
+        self.overrides: dict[str, str] = config.get("versions", {})
+        self.faults = faults_mod.FaultSet(state_dir)
+        self.profile = effective_profile(self.base_profile, self.overrides, self.faults.active())
+        self.ctx = BoardContext(name=config["name"], profile=self.profile, root=state_dir / "root",
+                                state_dir=state_dir, faults=self.faults)
+        self.ctx.extra["versions"] = self.profile.versions
+        self.services: list = []
+
+    def _status(self, name: str, **extra: object) -> None:
+        state.write_json(self.dir / "status.json", {"state": name, "boot": int(os.environ.get("NPU_HIL_SIM_BOOT", 1)),
+                                                     "since": time.time(), "board_pid": os.getpid(), **extra})
+
+    def boot(self) -> bool:
+        from harness.sim.console import Console
+        from harness.sim.npu import SimNpu
+
+        root = self.ctx.root
+        rootfs.clean_volatile(root)
+        rootfs.write_versions(root, self.profile)
+        self.console = Console(self.ctx, int(os.environ["NPU_HIL_SIM_CONSOLE_FD"]))
+        self.kernel = Kernel(self.ctx, console_write=self.console.write)
+        self.gate = Gate(ports.listen_ephemeral())
+        self.kernel.register(self.gate)
+        SimNpu(self.ctx).register(self.gate)
+        self.gate.start()
+        self.kernel.populate(driver_version=self.profile.versions.driver, gate_address=self.gate.address)
+        from harness.sim.bootlog import kernel_lines
+        if not self.console.boot(kernel_lines(self.profile, self.profile.versions.driver), pace=0.5):
+            reason = "panic" if "panic-at-boot" in self.faults else "boot-hang"
+            self._status("halted", reason=reason)
+            return False
+        if "server-stopped" not in self.faults:
+            self.kernel.start_server()
+        self._start_endpoints()
+        self.console.serve_login()
+        self._status("running")
+        return True
+
+    def _start_endpoints(self) -> None:
+        from harness.sim.adbd import AdbDaemon
+        from harness.sim.sshd import SshDaemon
+
+        host = "127.0.0.1"
+        adbd = AdbDaemon(self.ctx, ports.listen(host, int(os.environ["NPU_HIL_SIM_ADB_PORT"])))
+        sshd = SshDaemon(self.ctx, ports.listen(host, int(os.environ["NPU_HIL_SIM_SSH_PORT"])),
+                         host_key_path=self.dir / "ssh_host_ecdsa_key", password=self.profile.root_password,
+                         authorized_keys=self.ctx.root / "root" / ".ssh" / "authorized_keys")
+        for service in (adbd, sshd):
+            service.start()
+            self.services.append(service)
+
+    def apply_live_faults(self) -> None:
+        """Faults set while the board runs: version files rewritten, rknn_server stopped or started."""
+        active = self.faults.active()
+        profile = effective_profile(self.base_profile, self.overrides, active)
+        if profile.versions != self.profile.versions:
+            self.profile = profile
+            self.ctx.profile = profile
+            self.ctx.extra["versions"] = profile.versions
+            rootfs.write_versions(self.ctx.root, profile)
+            self.kernel.write_driver_files(profile.versions.driver)
+        if "server-stopped" in active and self.kernel.server_pid is not None:
+            self.kernel.stop_server()
+
+    def run(self) -> int:
+        booted = self.boot()
+        reboot_after = self.faults.number("reboot-after") if booted else None
+        started = time.monotonic()
+        while True:
+            if self.kernel.reboot_requested.wait(0.25):
+                break
+            if booted:
+                self.apply_live_faults()
+                if reboot_after is not None and time.monotonic() - started >= reboot_after:
+                    self.kernel.log("watchdog: watchdog0: watchdog did not stop!")
+                    self.kernel.request_reboot("")
+        mode = self.kernel.reboot_mode
+        self._status("rebooting" if mode != "poweroff" else "off", mode=mode)
+        for service in self.services:
+            service.stop()
+        self.console.stop()
+        self.gate.stop()
+        if mode == "poweroff":
+            self.console.write("reboot: Power down\n")
+            return EXIT_POWEROFF
+        self.console.write("reboot: Restarting system\n")
+        return EXIT_REBOOT
+
+
+def main(argv: list[str]) -> int:
+    state_dir = Path(argv[0]).resolve()
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return BoardOS(state_dir).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
