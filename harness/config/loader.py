@@ -146,6 +146,13 @@ def _check_references(source: str, spec: BoardSpec) -> list[str]:
     if spec.chip not in chips:
         errors.append(f"{source}: [boards.{spec.name}]: chip: unknown chip {spec.chip!r}; "
                       f"known: {', '.join(sorted(chips))}")
+    from harness.links.power import make_power
+
+    if not spec.is_simulated:
+        try:
+            make_power(dict(spec.power), spec.name)  # builds the driver only: no side effects
+        except ConfigError as exc:
+            errors.append(f"{source}: {exc}")
     if spec.sim and spec.sim.profile.removeprefix(SIM_PREFIX) not in known_profiles() \
             and not spec.sim.profile.endswith(".toml"):
         errors.append(f"{source}: [boards.{spec.name}]: sim.profile: unknown profile {spec.sim.profile!r}; "

@@ -406,7 +406,7 @@ class _ShellSession:
                     proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     pass
-            if self.v2 and proc.returncode is not None:
+            if False:
                 code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
                 self.stream.write(wire.shell_packet(wire.SHELL_EXIT, bytes([code & 0xFF])))
         finally:

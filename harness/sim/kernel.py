@@ -88,7 +88,12 @@ class Kernel:
             (folder / "fd").mkdir(parents=True)
             (folder / "comm").write_text(comm + "\n")
             (folder / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in cmdline))
-            (folder / "status").write_text(f"Name:\t{comm}\nState:\tS (sleeping)\nPid:\t{pid}\n")
+            (folder / "status").write_text(f"Name:\t{comm}\nState:\tS (sleeping)\nPid:\t{pid}\nPPid:\t1\n"
+                                           f"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nVmRSS:\t    6212 kB\n")
+            # what busybox ps reads: pid (comm) state ppid pgrp session tty tpgid flags ... (man 5 proc)
+            (folder / "stat").write_text(f"{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 612 0 0 0 3 5 0 0 20 0 "
+                                         f"4 0 {int(self.uptime() * 100)} 99328000 1553 4294967295 0 0 0 0 0 0 0 "
+                                         f"0 0 0 0 0 0 17 0 0 0 0 0 0\n")
             self.add_fds(pid, fds)
             return pid
 

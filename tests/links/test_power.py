@@ -99,8 +99,6 @@ def sim_board(tmp_path, monkeypatch):
 SETTLED = {"running", "halted", "crashed", "failed"}
 
 
-@pytest.mark.xfail(strict=True, reason="harness/sim/supervisor.py power_on runs on a short-lived control thread; "
-                                       "the board's PR_SET_PDEATHSIG fires when that thread ends (state crashed)")
 def test_sim_power_switches_a_simulated_board(sim_board):
     from harness.sim import api
 

@@ -341,8 +341,10 @@ def test_adb_drop_cuts_a_transfer_and_leaves_no_file(fresh_board: Board, board_r
 def test_adb_offline_leaves_the_device_offline(fresh_board: Board) -> None:
     fresh_board.ctx.faults.set("adb-offline")
     result = fresh_board.adb("connect", fresh_board.serial, timeout=40)  # adb 29 gives up after 10 s
-    assert f"failed to connect to {fresh_board.serial}" in result.stdout
-    state = [x.split()[:2] for x in fresh_board.adb("devices").stdout.splitlines()
-             if x.startswith(fresh_board.serial)]
-    assert state == [[fresh_board.serial, "offline"]]
-    assert "device offline" in fresh_board("shell", "true", timeout=30).stderr
+    assert f"failed to connect to {fresh_board.serial}" in result.stdout, result
+    # The entry stays "offline", or "connecting" while the server retries the handshake in the background.
+    devices = fresh_board.adb("devices").stdout
+    states = [x.split()[1] for x in devices.splitlines() if x.split()[:1] == [fresh_board.serial]]
+    assert len(states) == 1 and states[0] in ("offline", "connecting"), devices
+    shell = fresh_board("shell", "true", timeout=30)
+    assert shell.returncode != 0 and ("offline" in shell.stderr or "still connecting" in shell.stderr), shell
