@@ -3,7 +3,7 @@
 Why: adb-notes.md measured ~500 MB/s for ``adb push`` to a loopback device; this shows what our device side
 costs on top, so a slow transfer in a suite can be told apart from a slow simulator.
 
-    .venv/bin/python bench/bench_adb_transfer.py [--size-mib 20] [--rounds 5] [--port 15101]
+    .venv/bin/python bench/bench_adb_transfer.py [--size-mib 20] [--rounds 5] [--port 15109]
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,8 +47,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--port", type=int, default=15101, help="the adb server's port (outside 5037)")
+    parser.add_argument("--port", type=int, default=15109, help="the adb server's own port (not 5037)")
     opts = parser.parse_args()
+    # Same lock file as tests/sim/test_adbd.py, so a concurrent test run never shares (or kills) this server.
+    lock = FileLock(Path(tempfile.gettempdir()) / f"npu-hil-adb-{opts.port}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SystemExit(f"port {opts.port} is in use by another npu-hil run; pass --port") from None
+    with lock:
+        run(opts)
+
+
+def run(opts: argparse.Namespace) -> None:
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as adb's own listener: TIME_WAIT is no owner
+    try:
+        probe.bind(("127.0.0.1", opts.port))
+    except OSError:
+        raise SystemExit(f"port {opts.port} is taken (an adb server already there?); pass --port") from None
+    finally:
+        probe.close()
     with tempfile.TemporaryDirectory(prefix="bench-adb-") as tmp_name:
         tmp = Path(tmp_name)
         prof = profile.load("rv1126")

@@ -125,6 +125,8 @@ def _now() -> float:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if report.failed and report.when in ("setup", "call"):
+        _add_diagnosis(item, report)
     if report.when != "teardown":
         return report
     session = run_session(item.config)
@@ -141,6 +143,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 _FAILED_KEY = pytest.StashKey[bool]()
+
+
+def _add_diagnosis(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Match the failure's text and the board's console against the manual's failure signatures."""
+    from harness.npu.diagnose import diagnose, format_diagnoses
+
+    texts = [str(report.longrepr)]
+    session = run_session(item.config)
+    since = item.stash.get(MARK_KEY, None)
+    texts += [b.console.excerpt(since=since) for b in session.boards.values() if b.has_link("console")]
+    found = diagnose(*texts)
+    if found:
+        report.sections.append(("diagnosis (npu-hil)", format_diagnoses(found)))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -406,7 +406,7 @@ class _ShellSession:
                     proc.wait(timeout=0.5)
                 except subprocess.TimeoutExpired:
                     pass
-            if False:
+            if self.v2 and proc.returncode is not None:
                 code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
                 self.stream.write(wire.shell_packet(wire.SHELL_EXIT, bytes([code & 0xFF])))
         finally:
@@ -501,8 +501,8 @@ def _exec(daemon: AdbDaemon, stream: Stream, args: list[str], command: str) -> N
 
 
 def _reboot(daemon: AdbDaemon, stream: Stream, args: list[str], mode: str) -> None:
-    stream.close()  # the client reads to EOF, then returns
-    daemon.ctx.request_reboot(mode)
+    daemon.ctx.request_reboot(mode)  # returns at once; asked before the CLI sees EOF and returns
+    stream.close()
 
 
 def _answer(text: str) -> Callable[[AdbDaemon, Stream, list[str], str], None]:

@@ -97,11 +97,13 @@ class BoardOS:
         active = self.faults.active()
         profile = effective_profile(self.base_profile, self.overrides, active)
         if profile.versions != self.profile.versions:
+            driver_changed = profile.versions.driver != self.profile.versions.driver
             self.profile = profile
             self.ctx.profile = profile
             self.ctx.extra["versions"] = profile.versions
             rootfs.write_versions(self.ctx.root, profile)
-            self.kernel.write_driver_files(profile.versions.driver)
+            if driver_changed:
+                self.kernel.reload_driver(profile.versions.driver)
         if "server-stopped" in active and self.kernel.server_pid is not None:
             self.kernel.stop_server()
 

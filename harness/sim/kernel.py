@@ -68,6 +68,13 @@ class Kernel:
                                           "/dev/mmcblk0p8 /userdata ext4 rw,relatime 0 0\n")
         self.write_driver_files(driver_version)
 
+    def reload_driver(self, driver_version: str) -> None:
+        """A different NPU driver module loaded while the board runs (rmmod + insmod): logged as the kernel would."""
+        for _, message in bootlog.kernel_lines(self.ctx.profile, driver_version):
+            if "galcore" in message.lower() or "rknpu" in message.lower():
+                self.log(message)
+        self.write_driver_files(driver_version)
+
     def write_driver_files(self, driver_version: str) -> None:
         debug = self.ctx.root / "sys" / "kernel" / "debug" / "rknpu"
         if self.ctx.profile.npu == "rknpu2":

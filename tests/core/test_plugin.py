@@ -59,32 +59,41 @@ def skip_lines(result: pytest.RunResult) -> list[str]:
 
 
 # --- a simulated board through the fixtures -------------------------------------------------------------------
-def test_board_fixture_runs_commands_and_writes_console_evidence(lab: pytest.Pytester, tmp_path: Path) -> None:
-    lab.makepyfile(test_sim="""
-        def test_version(board):
-            result = board.shell("cat /etc/version", timeout=30)
-            assert result.exit_code == 0, result.output
-            assert "RK_VERSION=" in result.stdout
-            assert board.name == "sim-rv1126" and board.chip.name == "rv1126"
+SIM_TESTS = """
+    def test_version(board):
+        result = board.shell("cat /etc/version", timeout=30)
+        assert result.exit_code == 0, result.output
+        assert "RK_VERSION=" in result.stdout
+        assert board.name == "sim-rv1126" and board.chip.name == "rv1126"
 
-        def test_breaks(board):
-            board.console.run("echo EVIDENCE-$((6*7))", timeout=30)
-            assert False, "this test fails on purpose"
-    """)
-    reports = tmp_path / "reports"
+    def test_breaks(board):
+        board.console.run("echo EVIDENCE-$((6*7))", timeout=30)
+        assert False, "this test fails on purpose"
+"""
+
+
+def test_board_fixture_runs_commands_and_writes_console_evidence(lab: pytest.Pytester) -> None:
+    lab.makepyfile(test_sim=SIM_TESTS)
+    reports = lab.path / "reports"  # inside the rootdir: a path argument elsewhere would move the rootdir
     result = run(lab, "--board", "sim-rv1126", "--reports-dir", str(reports), "--run-id", "run-7", "-v")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*npu-hil: boards sim-rv1126 (rv1126, simulated)*"])
-    result.stdout.fnmatch_lines(["*- console sim-rv1126 -*"])  # the failing test's report carries the console
-    failing = result.stdout.str().split("console sim-rv1126", 1)[1]
-    assert "EVIDENCE-42" in failing  # the command's output as the board printed it, not the command typed
     board_dir = reports / "run-7" / "sim-rv1126"
     excerpts = {p.name: p.read_text() for p in board_dir.glob("*.console.txt")}
     assert set(excerpts) == {"test_sim.py_test_version.console.txt", "test_sim.py_test_breaks.console.txt"}
-    assert "EVIDENCE-42" in excerpts["test_sim.py_test_breaks.console.txt"]
+    assert "EVIDENCE-42" in excerpts["test_sim.py_test_breaks.console.txt"]  # what the board printed, not typed
     assert "EVIDENCE-42" not in excerpts["test_sim.py_test_version.console.txt"]  # each test gets its own slice
     assert "EVIDENCE-42" in (board_dir / "console.log").read_text()
     assert not [b for b in api.list_boards() if b["running"]], "the run left its simulated board running"
+
+
+def test_failing_test_report_shows_the_console_excerpt(lab: pytest.Pytester) -> None:
+    """The failure a person reads carries a ``console sim-rv1126`` section with what the board printed."""
+    lab.makepyfile(test_sim=SIM_TESTS)
+    result = run(lab, "--board", "sim-rv1126", "--reports-dir", str(lab.path / "reports"), "-k", "breaks")
+    result.assert_outcomes(failed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*_ test_breaks _*", "*- console sim-rv1126 -*", "*EVIDENCE-42*",
+                                 "*short test summary info*"])
 
 
 # --- markers: a test that does not fit the board is skipped with the reason ------------------------------------
@@ -137,7 +146,7 @@ def test_markers_follow_the_selected_board(lab: pytest.Pytester) -> None:
     text = "\n".join(skip_lines(result))
     assert "needs chip rv1126; board bench-3588 is rk3588" in text
     assert "needs rknpu1; board bench-3588 is rknpu2" in text
-    assert "needs link(s) adb, console, usb; board bench-3588" in text
+    assert "needs link(s) adb, console; board bench-3588 has none configured" in text
 
 
 # --- a board that is unusable at session start -----------------------------------------------------------------
@@ -192,13 +201,13 @@ def test_unknown_board_is_a_usage_error_listing_the_known_ones(lab: pytest.Pytes
 
 
 def test_malformed_inventory_is_a_usage_error_with_the_line(lab: pytest.Pytester) -> None:
-    lab.makefile(".toml", boards='[boards.a]\nchip = "rv1126"\nsim = { profile = "rv1126" \n')
+    lab.makefile(".toml", boards='[boards.a]\nchip = "rv1126"\ntags = [sim]\nsim = { profile = "rv1126" }\n')
     lab.makepyfile(test_x="def test_x():\n    pass\n")
     result = run(lab, "--board", "a")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.errlines if "boards.toml" in line]
     assert len(errors) == 1, result.errlines
-    assert "not valid TOML" in errors[0] and "line 3" in errors[0]
+    assert "not valid TOML" in errors[0] and "line 3, column 9" in errors[0]
     assert "Traceback" not in result.stderr.str()
 
 

@@ -59,8 +59,12 @@ def test_rknpu2_releases_equal_the_facts_list():
     for row in RKNPU2.releases:
         assert same_version(row.accepted["runtime"][0], row.toolkit)
         assert same_version(row.accepted["rknn_server"][0], row.toolkit)
-    documented = {r.toolkit: r.driver_min for r in RKNPU2.releases if not r.driver_min_inferred}
-    assert documented == {"1.5.2": "0.8.8", "1.6.0": "0.9.2", "2.0.0b0": "0.9.2"}
+    enforced = {r.toolkit: r.driver_min for r in RKNPU2.releases if not r.driver_min_inferred}
+    # documented (1.5.2, 1.6.0, 2.0.0b0) and implied forward from 2.0.0b0 (a newer runtime needs no older driver)
+    assert enforced == {"1.5.2": "0.8.8", "1.6.0": "0.9.2", "2.0.0b0": "0.9.2", "2.1.0": "0.9.2",
+                        "2.2.0": "0.9.2", "2.3.0": "0.9.2", "2.3.2": "0.9.2"}
+    inferred = [r.toolkit for r in RKNPU2.releases if r.driver_min_inferred]
+    assert inferred == ["1.2.0", "1.3.0", "1.4.0", "1.5.0"]
 
 
 @pytest.mark.parametrize("mutation, message", [

@@ -1,6 +1,6 @@
 """The simulated board's adbd, proven with the real Debian ``adb`` server and CLI (nothing mocked).
 
-One adb server on its own port (15100), HOME and TMPDIR for the module; the daemon runs in-process on an
+One adb server on its own port (the first free one of 15100-15109), HOME and TMPDIR for the module; the daemon runs in-process on an
 ephemeral 127.0.0.1 port against a board root built in a tmp folder. Fault tests use their own board context
 and daemon so a dropped or offline connection never disturbs the others.
 """
@@ -11,10 +11,12 @@ import hashlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+from filelock import FileLock, Timeout
 
 from harness.sim import adb_wire as wire
 from harness.sim import profile, rootfs
@@ -22,8 +24,29 @@ from harness.sim.adbd import AdbDaemon
 from harness.sim.context import BoardContext
 from harness.sim.faults import FaultSet
 
-ADB_PORT = 15100
+#: This file's adb server ports: the first one no other run (another pytest of this file, the bench) holds.
+ADB_PORTS = range(15100, 15110)
 PROFILE = profile.load("rv1126")
+
+
+def claim_adb_port() -> tuple[int, FileLock]:
+    """A port of ADB_PORTS locked for this run: a lock file between runs, and nothing listening on it now."""
+    for port in ADB_PORTS:
+        lock = FileLock(Path(tempfile.gettempdir()) / f"npu-hil-adb-{port}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        probe = socket.socket()
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as adb's own listener: TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+            return port, lock
+        except OSError:
+            lock.release()
+        finally:
+            probe.close()
+    pytest.skip(f"every adb server port in {ADB_PORTS} is taken")
 
 
 class RebootRecorder:
@@ -39,13 +62,14 @@ class RebootRecorder:
 class Adb:
     """The adb CLI bound to this module's server; every call has a deadline and its process is reaped."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, port: int) -> None:
+        self.port = port
         self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(home),
-                    "ADB_MDNS": "0", "ADB_USB": "0", "ADB_EMU": "0", "ANDROID_ADB_SERVER_PORT": str(ADB_PORT)}
+                    "ADB_MDNS": "0", "ADB_USB": "0", "ADB_EMU": "0", "ANDROID_ADB_SERVER_PORT": str(port)}
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(["adb", "-P", str(ADB_PORT), *args], env=self.env, stdout=subprocess.PIPE,
+        return subprocess.Popen(["adb", "-P", str(self.port), *args], env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, **kwargs)
 
     def __call__(self, *args: str, timeout: float = 60, input: bytes | None = None) -> subprocess.CompletedProcess:
@@ -97,10 +121,14 @@ def board_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def adb(tmp_path_factory: pytest.TempPathFactory):
-    client = Adb(tmp_path_factory.mktemp("adb-home"))
-    client("start-server", timeout=30).check_returncode()
-    yield client
-    client("kill-server", timeout=30)
+    port, lock = claim_adb_port()
+    client = Adb(tmp_path_factory.mktemp("adb-home"), port)
+    try:
+        client("start-server", timeout=30).check_returncode()
+        yield client
+    finally:
+        client("kill-server", timeout=30)
+        lock.release()
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +207,24 @@ def test_interactive_shell_on_a_pty(board: Board, protocol: list[str]) -> None:
     assert "stdin-is-a-2tty\r\n" in result.stdout  # the command's output, not the echo; \r\n from the pty
 
 
+def test_interactive_shell_from_a_terminal_gets_its_window_size_and_exit_code(board: Board) -> None:
+    """What a person typing ``adb shell`` gets: a pty sized like their terminal, and the shell's exit status."""
+    import pexpect
+
+    child = pexpect.spawn("adb", ["-P", str(board.adb.port), "-s", board.serial, "shell"], env=board.adb.env,
+                          dimensions=(33, 101), timeout=30)
+    try:
+        child.expect("# ")
+        child.sendline("stty size; echo done-$((2+3))")
+        child.expect(r"(\d+) (\d+)\r\ndone-5")
+        assert child.match.groups() == (b"33", b"101")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 3
+
+
 def test_exec_out_is_binary_clean(board: Board, board_root: Path) -> None:
     payload = bytes(range(256)) * 4
     (board_root / "tmp" / "bytes.bin").write_bytes(payload)
@@ -195,7 +241,7 @@ def test_closing_a_shell_kills_the_board_command(board: Board) -> None:
         assert len(pids) == 1
     finally:
         cli.kill()
-        cli.wait(timeout=30)
+        cli.communicate(timeout=30)
     deadline = time.monotonic() + 20
     while board.daemon.process_ids() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -229,11 +275,11 @@ def test_stop_kills_board_commands_and_closes_the_port(fresh_board: Board) -> No
         assert cli.stdout.readline() == b"started\n"
         pids = fresh_board.daemon.process_ids()
         fresh_board.daemon.stop()
-        cli.wait(timeout=30)  # adb 29 exits 0 when the stream dies without an exit packet
+        cli.communicate(timeout=30)  # it ends (adb 29 exits 0 when the stream dies without an exit packet)
     finally:
         if cli.poll() is None:
             cli.kill()
-            cli.wait()
+            cli.communicate(timeout=30)
     assert pids and not any(Path(f"/proc/{pid}").exists() for pid in pids)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", int(fresh_board.serial.split(":")[1])), timeout=5).close()
@@ -293,6 +339,21 @@ def test_ls_lists_a_board_folder(board: Board) -> None:
 def test_pull_of_a_missing_file_fails_with_the_reason(board: Board, tmp_path: Path) -> None:
     result = board("pull", "/no/such/file", str(tmp_path / "x"))
     assert result.returncode != 0 and "No such file or directory" in result.stdout + result.stderr
+
+
+def test_adbutils_client_works_too(board: Board, board_root: Path) -> None:
+    """The harness's adb link uses adbutils (sync v1, 4 KiB chunks, shell v2): the same daemon must serve it."""
+    import adbutils
+
+    device = adbutils.AdbClient(host="127.0.0.1", port=board.adb.port, socket_timeout=30).device(board.serial)
+    result = device.shell2("echo out; echo err >&2; exit 4", v2=True, timeout=30)
+    assert (result.returncode, result.stdout, result.stderr) == (4, "out\n", "err\n")
+    payload = os.urandom(300_000)
+    device.sync.push(payload, "/tmp/via-adbutils.bin")
+    assert (board_root / "tmp" / "via-adbutils.bin").read_bytes() == payload
+    assert device.sync.read_bytes("/tmp/via-adbutils.bin") == payload
+    assert device.sync.stat("/tmp/via-adbutils.bin").size == len(payload)
+    assert "via-adbutils.bin" in [entry.path for entry in device.sync.list("/tmp")]
 
 
 # -- faults, observed through the CLI ------------------------------------------------------------------------------

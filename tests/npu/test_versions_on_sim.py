@@ -1,0 +1,122 @@
+"""The version check end to end: simulated boards probed over their real links, each mismatch fault diagnosed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config.loader import parse_inventory
+from harness.connect import open_board
+from harness.doctor import run_doctor
+from harness.links.adb_server import AdbServer
+from harness.npu.board_versions import check_board, probe_board
+from harness.sim import api
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = parse_inventory('[defaults]\ntoolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }\n')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sim_home(tmp_path_factory):
+    old = os.environ.get("NPU_HIL_SIM_HOME")
+    os.environ["NPU_HIL_SIM_HOME"] = str(tmp_path_factory.mktemp("sim"))
+    yield Path(os.environ["NPU_HIL_SIM_HOME"])
+    if old is None:
+        del os.environ["NPU_HIL_SIM_HOME"]
+    else:
+        os.environ["NPU_HIL_SIM_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def adb_server(tmp_path_factory):
+    server = AdbServer(port=_free_port(), home=tmp_path_factory.mktemp("adb")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module", params=["sim-rv1126", "sim-rk3588"])
+def board(request, sim_home, adb_server, tmp_path_factory):
+    spec = INVENTORY.get(request.param)
+    board = open_board(spec, INVENTORY, run_dir=tmp_path_factory.mktemp("run"), adb_server=adb_server)
+    yield board
+    board.close()
+    api.down(spec.name)
+
+
+def _wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def test_clean_board_matches_its_release(board) -> None:
+    record, verdict = check_board(board)
+    assert verdict.ok, verdict.explain()
+    assert record.server_running
+    assert record.chip.version == board.chip.name
+
+
+@pytest.mark.parametrize("fault, component", [("server-mismatch", "rknn_server"), ("driver-mismatch", "driver"),
+                                              ("runtime-mismatch", "runtime")])
+def test_each_mismatch_is_named_with_symptom_and_fix(board, fault: str, component: str) -> None:
+    api.fault(board.name, fault)
+    try:
+        verdict = _wait_for(lambda: (lambda v: None if v.ok else v)(check_board(board)[1]))
+        assert verdict, f"{fault} never showed on the board"
+        assert [m.component for m in verdict.mismatches] == [component]
+        mismatch = verdict.mismatches[0]
+        assert mismatch.found != mismatch.expected and mismatch.found
+        assert mismatch.symptom and mismatch.fix and mismatch.section
+        assert component in verdict.explain()
+    finally:
+        api.fault(board.name, fault, clear=True)
+    assert _wait_for(lambda: check_board(board)[1].ok), "the board did not return to its release"
+
+
+def test_stopped_server_is_seen_and_restart_script_brings_it_back(board) -> None:
+    api.fault(board.name, "server-stopped")
+    try:
+        assert _wait_for(lambda: not probe_board(board).server_running)
+        checks = {c.name: c for c in run_doctor(board)}
+        assert not checks["rknn_server running"].passed
+        assert "restart_rknn.sh" in checks["rknn_server running"].fix
+    finally:
+        api.fault(board.name, "server-stopped", clear=True)
+    board.shell("restart_rknn.sh", check=True)
+    assert probe_board(board).server_running
+
+
+def test_doctor_passes_on_a_clean_board(board) -> None:
+    checks = run_doctor(board)
+    assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+
+
+def test_doctor_cli_json_fails_on_a_mismatched_board(sim_home, tmp_path) -> None:
+    (tmp_path / "boards.toml").write_text(
+        '[defaults]\ntoolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }\n'
+        '[boards.doc-rv1126]\nchip = "rv1126"\nsim = { profile = "rv1126", faults = ["driver-mismatch"] }\n')
+    env = dict(os.environ, NPU_HIL_SIM_HOME=str(sim_home))
+    result = subprocess.run([sys.executable, "-m", "harness", "doctor", "doc-rv1126", "--json"], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["versions match toolkit 1.7.1"]
+    assert "driver: expected 6.4.6.5.351518, found 6.4.3.5.293908" in failed[0]["detail"]
+    assert not api.list_boards() or all(not b["running"] for b in api.list_boards() if b["name"] == "doc-rv1126")
