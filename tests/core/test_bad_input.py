@@ -177,22 +177,41 @@ def test_pytest_malformed_toml(lab: pytest.Pytester) -> None:
     assert took < BOUND_S
 
 
-@pytest.mark.parametrize("entry, cause", [
-    ('serial = { port = "/dev/ttyNOPE0" }', "cannot open console port /dev/ttyNOPE0"),
-    ('ssh = {{ host = "127.0.0.1", port = {silent} }}', "no SSH answer within 5s"),
-    ('ssh = {{ host = "127.0.0.1", port = {closed} }}', "connection refused"),
-    ('adb = {{ address = "127.0.0.1:{closed}" }}', "127.0.0.1:{closed}"),
-], ids=["serial-missing", "ssh-silent", "ssh-closed", "adb-absent"])
-def test_pytest_unreachable_board_is_one_error_naming_the_cause(lab: pytest.Pytester, silent_port: int,
-                                                                 entry: str, cause: str) -> None:
+UNREACHABLE = {
+    "serial-missing": ('serial = {{ port = "/dev/ttyNOPE0" }}', "cannot open console port /dev/ttyNOPE0"),
+    "ssh-silent": ('ssh = {{ host = "127.0.0.1", port = {silent} }}', "no SSH answer within 5s"),
+    "ssh-closed": ('ssh = {{ host = "127.0.0.1", port = {closed} }}', "connection refused"),
+    "adb-absent": ('adb = {{ address = "127.0.0.1:{closed}" }}', "adb connect 127.0.0.1:{closed}"),
+}
+
+
+def unreachable(lab: pytest.Pytester, case: str, silent_port: int) -> str:
+    """Write a boards.toml whose only board is unreachable in the way ``case`` says; returns the cause to expect."""
+    entry, cause = UNREACHABLE[case]
     closed = closed_port()
     lab.makefile(".toml", boards=f'{HEADER}\n[boards.bad]\nchip = "rv1126"\n'
                                  + entry.format(silent=silent_port, closed=closed) + "\n")
-    result, took = pytest_run(lab, "--board", "bad", "-rE")
+    return cause.format(closed=closed)
+
+
+@pytest.mark.parametrize("case", list(UNREACHABLE))
+def test_pytest_unreachable_board_is_one_error_naming_the_cause(lab: pytest.Pytester, silent_port: int,
+                                                                 case: str) -> None:
+    cause = unreachable(lab, case, silent_port)
+    result, took = pytest_run(lab, "--board", "bad")
     outcomes = result.parseoutcomes()
     assert outcomes.get("errors", outcomes.get("error")) == 1 and "passed" not in outcomes, outcomes
     assert result.ret != 0
-    summary = [line for line in result.outlines if line.startswith("ERROR test_board.py")]
-    assert len(summary) == 1, result.outlines
-    assert cause.format(closed=closed) in summary[0]
+    stops = [line for line in result.outlines if "Interrupted: board bad is unusable" in line]
+    assert len(stops) == 1 and cause in stops[0], result.outlines[-5:]
     assert took < BOUND_S
+
+
+def test_pytest_unreachable_board_error_shows_the_cause_not_a_traceback(lab: pytest.Pytester,
+                                                                         silent_port: int) -> None:
+    """A lab's wrong port is not a harness bug: the error is its one-line cause, not 80 lines of harness source."""
+    cause = unreachable(lab, "serial-missing", silent_port)
+    result, _ = pytest_run(lab, "--board", "bad")
+    errors = result.stdout.str().split("= ERRORS =", 1)[-1].split("short test summary info", 1)[0]
+    assert cause in errors
+    assert "harness/connect.py" not in errors and "def open_board" not in errors, errors[-3000:]

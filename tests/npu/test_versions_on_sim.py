@@ -120,3 +120,29 @@ def test_doctor_cli_json_fails_on_a_mismatched_board(sim_home, tmp_path) -> None
     assert [c["name"] for c in failed] == ["versions match toolkit 1.7.1"]
     assert "driver: expected 6.4.6.5.351518, found 6.4.3.5.293908" in failed[0]["detail"]
     assert not api.list_boards() or all(not b["running"] for b in api.list_boards() if b["name"] == "doc-rv1126")
+
+
+def test_verbose_runtime_log_is_collected_and_level_restored(board, tmp_path) -> None:
+    from harness.npu.rknn_file import pack_sim_model
+    from harness.npu.verbose_log import collect_verbose_log, quoted_step
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    # built for the other chip, so the step fails the way -13 does on a real board
+    other = "rk3588" if board.chip.name == "rv1126" else "rv1126"
+    package = tmp_path / "wrong target.rknn"
+    package.write_bytes(pack_sim_model(model.SerializeToString(), target_platforms=[other], toolkit_version="2.3.2"))
+    board.push(package, "/userdata/wrong target.rknn")
+    step = quoted_step("rknn_benchmark", "/userdata/wrong target.rknn")
+    log = collect_verbose_log(board, step, timeout=60)
+    assert log.exit_code not in (None, 0)
+    assert log.path.exists() and log.path.read_text() == log.text
+    assert "target platform" in log.text.lower() or "-13" in log.text
+    assert "I RKNN:" in log.text  # the runtime's info lines appear only at a raised log level
+    assert "log level 5" in log.text  # the restarted server's own verbose start-up, from the console
+    assert probe_board(board).server_running  # restarted at the normal level afterwards
