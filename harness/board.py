@@ -119,8 +119,8 @@ class Board:
     # -- life cycle ----------------------------------------------------------------------------------------
     def reboot(self, *, timeout: float | None = None) -> float:
         """Reboot from the board's side and wait until every link answers again; returns the seconds it took."""
+        self._refuse_if_broken()
         started = time.monotonic()
-        mark = self.links["console"].mark() if "console" in self.links else None
         if "adb" in self.links:
             self.links["adb"].reboot()
         else:
@@ -128,16 +128,17 @@ class Board:
                 self.shell("reboot", timeout=10)
             except (LinkDown, LinkTimeout):
                 pass  # the link dropping under a reboot is the expected outcome
-        self.wait_ready(timeout=timeout, since=mark)
+        self.wait_ready(timeout=timeout)
         return time.monotonic() - started
 
     def power_cycle(self, *, timeout: float | None = None) -> None:
-        mark = self.links["console"].mark() if "console" in self.links else None
+        self._refuse_if_broken()
         self.power.cycle()
-        self.wait_ready(timeout=timeout, since=mark)
+        self.wait_ready(timeout=timeout)
 
-    def wait_ready(self, *, timeout: float | None = None, since: float | None = None) -> None:
+    def wait_ready(self, *, timeout: float | None = None) -> None:
         """Wait (with one deadline for all) until the console gives a shell and adb and ssh answer."""
+        self._refuse_if_broken()
         deadline = time.monotonic() + (timeout or self.boot_timeout)
         for name in self.link_order:
             remaining = max(1.0, deadline - time.monotonic())

@@ -83,7 +83,7 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
             links[name] = opener[name](settings[key], board_dir=board_dir, chip=chip, adb_server=adb_server,
                                        timeout=timeout, logger=logger)
         except HarnessError as exc:
-            problems.append(f"{name}: {exc}")
+            problems.append(str(exc))  # each link error already starts with the link name
     board = Board(name=spec.name, chip=chip, links=links, power=power,
                   link_order=list(spec.link_order or defaults.link_order), run_dir=board_dir,
                   toolkit=inventory.toolkit_for(spec, chip.npu), command_timeout=defaults.command_timeout,

@@ -127,22 +127,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and report.when in ("setup", "call"):
         _add_diagnosis(item, report)
-    if report.when != "teardown":
-        return report
     session = run_session(item.config)
     since = item.stash.get(MARK_KEY, None)
     for name, board in session.boards.items():
         if not board.has_link("console"):
             continue
-        excerpt = board.console.excerpt(since=since)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)[-150:]
-        (board.run_dir / f"{safe}.console.txt").write_text(excerpt)
-        if report.failed or item.stash.get(_FAILED_KEY, False):
-            report.sections.append((f"console {name}", excerpt[-20000:]))
+        if report.failed:  # the report pytest prints for this failure (setup, call or teardown) gets the excerpt
+            report.sections.append((f"console {name}", board.console.excerpt(since=since)[-20000:]))
+        if report.when == "teardown":
+            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)[-150:]
+            (board.run_dir / f"{safe}.console.txt").write_text(board.console.excerpt(since=since))
     return report
-
-
-_FAILED_KEY = pytest.StashKey[bool]()
 
 
 def _add_diagnosis(item: pytest.Item, report: pytest.TestReport) -> None:
@@ -158,15 +153,6 @@ def _add_diagnosis(item: pytest.Item, report: pytest.TestReport) -> None:
         report.sections.append(("diagnosis (npu-hil)", format_diagnoses(found)))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
-    try:
-        return (yield)
-    except BaseException:
-        item.stash[_FAILED_KEY] = True
-        raise
-
-
 def board_or_stop(request: pytest.FixtureRequest, name: str):
     """Open a board for a fixture; if it cannot be opened, this test errors and the run stops (one error, not N)."""
     session = run_session(request.config)
@@ -174,4 +160,4 @@ def board_or_stop(request: pytest.FixtureRequest, name: str):
         return session.board(name)
     except HarnessError as exc:
         request.session.shouldstop = f"board {name} is unusable: {exc}"
-        raise
+        pytest.fail(f"board {name} is unusable: {exc}", pytrace=False)

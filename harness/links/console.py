@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import codecs
 import logging
+import os
 import re
 import secrets
 import threading
@@ -271,10 +272,13 @@ class ConsoleLink:
         self._skip_pending(DEFAULT_FATAL)
         self.send("\n")
         users_sent = 0
+        password_sent = False
         while True:
             remaining = deadline - time.monotonic()
             try:
-                match = self._wait(states, max(0.0, remaining), DEFAULT_FATAL, settle=LOGIN_SETTLE_S)
+                # only the first prompt may be followed by late boot messages; answers come back at once
+                settle = LOGIN_SETTLE_S if users_sent == 0 and not password_sent else 0.0
+                match = self._wait(states, max(0.0, remaining), DEFAULT_FATAL, settle=settle)
             except LinkTimeout:
                 raise LinkTimeout(f"{self.name}: no login prompt or shell prompt on the console within "
                                   f"{timeout:g} s; last console lines:\n{self.tail()}") from None
@@ -290,6 +294,7 @@ class ConsoleLink:
                     raise BoardError(f"{self.name}: the console asks for a password for {self.user!r} "
                                      f"but none is configured for this board")
                 self.send(self.password + "\n")
+                password_sent = True
             else:
                 users_sent += 1
                 if users_sent > 3:
@@ -337,5 +342,8 @@ class ConsoleLink:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The cause in one line; pyserial wraps the OS error ("could not open port X: [Errno 2] ..."): keep the OS's."""
+    if isinstance(getattr(exc, "errno", None), int):
+        return os.strerror(exc.errno)
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

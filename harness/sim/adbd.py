@@ -7,29 +7,24 @@ reboot, root and remount. Board commands run through ``BoardContext.spawn_shell`
 files are reached through ``ctx.host_path`` so nothing outside the board root is touched. Faults are read at
 each use: ``adb-offline`` (connections never get a CNXN), ``adb-drop=N`` (the TCP connection is reset after N
 bytes of a file transfer), ``userdata-full`` (a push under /userdata fails with ENOSPC).
+
+This module is the daemon, its connections and stream dispatch; the services that do the work live beside it:
+:mod:`harness.sim.adbd_shell` (shell and exec) and :mod:`harness.sim.adbd_sync` (file transfer).
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
-import os
-import pty
 import queue
-import selectors
 import socket
-import stat
 import struct
-import subprocess
-import tempfile
-import termios
 import threading
 import time
-from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 from harness.sim import adb_wire as wire
+from harness.sim.adbd_shell import exec_service, kill_process, shell_service
+from harness.sim.adbd_sync import sync_service
 from harness.sim.context import BoardContext
 
 log = logging.getLogger("npu-hil.sim.adbd")
@@ -78,6 +73,18 @@ class Stream:
             return b""
         self.conn.send(wire.OKAY, self.local_id, self.remote_id)
         return data
+
+    def read_some(self) -> bytes:
+        """As read(), for services that cannot stop half-way: a closed stream raises StreamClosed."""
+        data = self.read()
+        if not data:
+            raise StreamClosed("stream closed")
+        return data
+
+    def drop_connection(self, reason: str) -> NoReturn:
+        """Reset the whole TCP connection under this stream (fault ``adb-drop``) and stop the calling service."""
+        self.conn.reset()
+        raise StreamClosed(reason)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` as WRTE messages, each after the host acknowledged the previous one."""
@@ -358,147 +365,7 @@ class AdbDaemon:
             return sorted(p.pid for p in self._processes if p.poll() is None)
 
 
-def kill_process(proc) -> None:  # noqa: ANN001
-    """Kill a board command by its Popen handle: unshare's death takes its whole PID namespace along."""
-    if proc.poll() is None:
-        try:
-            proc.kill()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except Exception:  # noqa: BLE001
-        log.warning("adbd: board process %s did not exit after SIGKILL", proc.pid)
-
-
 # -- services: each runs on its own thread with its stream; returning closes the stream ---------------------------
-
-class _ShellSession:
-    """A board command behind a shell/exec stream: pipes (raw) or a pty, v1 (bare bytes) or v2 (packets)."""
-
-    def __init__(self, daemon: AdbDaemon, stream: Stream, command: str, *, v2: bool, use_pty: bool,
-                 env: dict[str, str]) -> None:
-        self.daemon, self.stream, self.command = daemon, stream, command
-        self.v2, self.use_pty, self.env = v2, use_pty, env
-        self.stdin_fd: int | None = None
-        self.fds: list[int] = []
-
-    def run(self) -> None:
-        try:
-            outputs = self._spawn()
-        except OSError as exc:
-            for fd in self.fds:
-                os.close(fd)
-            message = f"adbd: cannot start the board shell: {exc}\n".encode()
-            if self.v2:  # exit 127, as a shell reports a command it cannot run
-                message = wire.shell_packet(wire.SHELL_STDERR, message) + wire.shell_packet(wire.SHELL_EXIT, b"\x7f")
-            self.stream.write(message)
-            return
-        proc = self.proc
-        self.daemon.track_process(proc)
-        self.stream.on_close(lambda: kill_process(proc))
-        feeder = threading.Thread(target=self._feed_input, name="adbd-stdin", daemon=True)
-        feeder.start()
-        try:
-            self._pump_output(outputs)
-            while proc.poll() is None and not self.stream.closed.is_set():
-                try:
-                    proc.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.v2 and proc.returncode is not None:
-                code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
-                self.stream.write(wire.shell_packet(wire.SHELL_EXIT, bytes([code & 0xFF])))
-        finally:
-            self.stream.close()  # kills the process if still running, wakes the input feeder
-            feeder.join(10)
-            for fd in self.fds:
-                os.close(fd)
-            self.daemon.untrack_process(proc)
-
-    def _spawn(self) -> dict[int, int]:
-        ctx = self.daemon.ctx
-        if self.use_pty:
-            master, slave = pty.openpty()
-            self.fds.append(master)
-            try:
-                self.proc = ctx.spawn_shell(self.command or None, env=self.env, login=not self.command,
-                                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-            finally:
-                os.close(slave)
-            self.stdin_fd = master
-            return {master: wire.SHELL_STDOUT}
-        # Raw with no command reads a script from stdin (``adb shell < script.sh``), non-interactively.
-        self.proc = ctx.spawn_shell(self.command or "exec /bin/sh", env=self.env, stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE if self.v2 else subprocess.STDOUT)
-        outputs = {os.dup(self.proc.stdout.fileno()): wire.SHELL_STDOUT}
-        if self.v2:
-            outputs[os.dup(self.proc.stderr.fileno())] = wire.SHELL_STDERR
-        self.stdin_fd = os.dup(self.proc.stdin.fileno())
-        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        self.fds += [*outputs, self.stdin_fd]
-        return outputs
-
-    def _pump_output(self, outputs: dict[int, int]) -> None:
-        chunk = self.stream.max_payload - (wire.SHELL_HEADER.size if self.v2 else 0)
-        with selectors.DefaultSelector() as sel:
-            for fd, packet_id in outputs.items():
-                sel.register(fd, selectors.EVENT_READ, packet_id)
-            while sel.get_map() and not self.stream.closed.is_set():
-                for key, _ in sel.select(timeout=0.5):
-                    try:
-                        data = os.read(key.fd, chunk)
-                    except OSError:  # EIO: every holder of the pty's slave side is gone
-                        data = b""
-                    if not data:
-                        sel.unregister(key.fd)
-                    elif self.v2:
-                        self.stream.write(wire.shell_packet(key.data, data))
-                    else:
-                        self.stream.write(data)
-
-    def _feed_input(self) -> None:
-        pending = bytearray()
-        while data := self.stream.read():
-            if not self.v2:
-                self._to_stdin(data)
-                continue
-            pending += data
-            for packet_id, payload in wire.split_shell_packets(pending):
-                if packet_id == wire.SHELL_STDIN:
-                    self._to_stdin(payload)
-                elif packet_id == wire.SHELL_CLOSE_STDIN and not self.use_pty and self.stdin_fd is not None:
-                    self.fds.remove(self.stdin_fd)
-                    os.close(self.stdin_fd)  # a pty cannot close only its input: adbd leaves it open too
-                    self.stdin_fd = None
-                elif packet_id == wire.SHELL_WINSIZE and self.use_pty:
-                    size = wire.parse_winsize(payload)
-                    if size:
-                        fcntl.ioctl(self.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size))
-
-    def _to_stdin(self, data: bytes) -> None:
-        view = memoryview(data)
-        try:
-            while view and self.stdin_fd is not None:
-                view = view[os.write(self.stdin_fd, view):]
-        except OSError:
-            pass  # the command exited or closed its input: what it did not read is lost, as on a board
-
-
-def _shell(daemon: AdbDaemon, stream: Stream, args: list[str], command: str) -> None:
-    """``shell[,v2][,TERM=x][,raw|pty]:cmd``; like adbd, no command means a pty, a command means pipes."""
-    env = {"TERM": a[5:] for a in args if a.startswith("TERM=")}
-    use_pty = "pty" in args or ("raw" not in args and not command)
-    _ShellSession(daemon, stream, command, v2="v2" in args, use_pty=use_pty, env=env).run()
-
-
-def _exec(daemon: AdbDaemon, stream: Stream, args: list[str], command: str) -> None:
-    """``exec:cmd``: binary-clean output over pipes, stderr merged into it as adbd does."""
-    _ShellSession(daemon, stream, command, v2=False, use_pty=False, env={}).run()
-
 
 def _reboot(daemon: AdbDaemon, stream: Stream, args: list[str], mode: str) -> None:
     daemon.ctx.request_reboot(mode)  # returns at once; asked before the CLI sees EOF and returns
@@ -509,196 +376,10 @@ def _answer(text: str) -> Callable[[AdbDaemon, Stream, list[str], str], None]:
     return lambda daemon, stream, args, argument: stream.write(text.encode())
 
 
-def _sync(daemon: AdbDaemon, stream: Stream, args: list[str], argument: str) -> None:
-    SyncSession(daemon.ctx, stream).run()
-
-
+#: Service name (before ``:`` and ``,``) to handler(daemon, stream, args, argument).
 SERVICES = {
-    "shell": _shell, "exec": _exec, "sync": _sync, "reboot": _reboot,
+    "shell": shell_service, "exec": exec_service, "sync": sync_service, "reboot": _reboot,
     "root": _answer("adbd is already running as root\n"),
     "remount": _answer("remount succeeded\n"),
 }
 
-
-class _AtomicFile:
-    """A pushed file: written under a temp name beside the target, renamed over it only on DONE."""
-
-    def __init__(self, target: Path, mode: int) -> None:
-        self.target, self.mode, self.is_link = target, mode, stat.S_ISLNK(mode)
-        target.parent.mkdir(parents=True, exist_ok=True)  # fixed_push_mkdir: the device makes the folders
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".adbd-tmp", dir=target.parent)
-        self.tmp, self.file, self.link_target = Path(tmp), os.fdopen(fd, "wb"), bytearray()
-
-    def write(self, data: bytes) -> None:
-        if self.is_link:
-            self.link_target += data  # a symlink's DATA is its target
-        else:
-            self.file.write(data)
-
-    def commit(self, mtime: int) -> None:
-        self.file.close()
-        if self.is_link:
-            self.tmp.unlink()
-            os.symlink(os.fsdecode(bytes(self.link_target)), self.tmp)
-        else:
-            os.chmod(self.tmp, self.mode & 0o7777)
-        os.utime(self.tmp, (mtime, mtime), follow_symlinks=False)
-        os.replace(self.tmp, self.target)
-
-    def discard(self) -> None:
-        self.file.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-class SyncSession:
-    """``sync:``: requests until QUIT. Replies are batched into WRTEs of up to the connection's payload size."""
-
-    def __init__(self, ctx: BoardContext, stream: Stream) -> None:
-        self.ctx, self.stream = ctx, stream
-        self._in, self._out = bytearray(), bytearray()
-
-    def run(self) -> None:
-        handlers = {b"STAT": self._stat_v1, b"STA2": self._stat_v2, b"LST2": self._stat_v2,
-                    b"LIST": self._list, b"LIS2": self._list, b"SEND": self._send, b"RECV": self._recv}
-        while True:
-            self._flush()
-            tag, length = wire.SYNC_REQUEST.unpack(self._read(wire.SYNC_REQUEST.size))
-            if tag == b"QUIT":
-                return
-            handler = handlers.get(tag)
-            if handler is None or length > wire.SYNC_MAX_PATH:
-                self._reply(wire.sync_fail(f"bad sync request {tag!r} of length {length}"))
-                return self._flush()
-            if handler(tag, os.fsdecode(self._read(length))) is False:
-                return self._flush()  # a failed SEND/RECV ends the session, as with adbd
-
-    def _read(self, n: int) -> bytes:
-        while len(self._in) < n:
-            data = self.stream.read()
-            if not data:
-                raise StreamClosed("sync stream closed")
-            self._in += data
-        out = bytes(self._in[:n])
-        del self._in[:n]
-        return out
-
-    def _reply(self, data: bytes) -> None:
-        self._out += data
-        if len(self._out) >= self.stream.max_payload:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._out:
-            data, self._out = self._out, bytearray()
-            self.stream.write(data)
-
-    def _lstat(self, path: str, *, follow: bool):
-        try:
-            host = self.ctx.host_path(path, follow_last=follow)
-            return os.stat(host) if follow else os.lstat(host), 0
-        except ValueError:
-            return None, errno.ENOENT
-        except OSError as exc:
-            return None, exc.errno or errno.EIO
-
-    def _stat_v1(self, tag: bytes, path: str) -> None:
-        st, _ = self._lstat(path, follow=False)
-        fields = (st.st_mode, st.st_size & 0xFFFFFFFF, int(st.st_mtime) & 0xFFFFFFFF) if st else (0, 0, 0)
-        self._reply(wire.STAT_V1.pack(b"STAT", *fields))
-
-    def _stat_v2(self, tag: bytes, path: str) -> None:
-        st, error = self._lstat(path, follow=tag == b"STA2")
-        self._reply(wire.stat_v2(tag, st, error))
-
-    def _list(self, tag: bytes, path: str) -> None:
-        v2 = tag == b"LIS2"
-        try:
-            names = [".", ".."] + sorted(os.listdir(self.ctx.host_path(path)))
-        except (OSError, ValueError):
-            names = []
-        for name in names:
-            st, _ = self._lstat(path.rstrip("/") + "/" + name, follow=False)
-            if st is None:
-                continue
-            raw = os.fsencode(name)
-            if v2:
-                self._reply(wire.DENT_V2.pack(b"DNT2", 0, *wire.stat_v2_fields(st), len(raw)) + raw)
-            else:
-                self._reply(wire.DENT_V1.pack(b"DENT", st.st_mode, st.st_size & 0xFFFFFFFF,
-                                              int(st.st_mtime) & 0xFFFFFFFF, len(raw)) + raw)
-        done = wire.DENT_V2.pack(b"DONE", *[0] * 12) if v2 else wire.DENT_V1.pack(b"DONE", 0, 0, 0, 0)
-        self._reply(done)
-
-    def _drop_after(self) -> float | None:
-        """Bytes of file data after which the connection is reset (fault ``adb-drop``), read per transfer."""
-        return self.ctx.faults.number("adb-drop")
-
-    def _send(self, tag: bytes, spec: str) -> bool:
-        path, _, mode_text = spec.rpartition(",")
-        failure, target, out = None, None, None
-        try:
-            mode = int(mode_text)
-            target = self.ctx.host_path(path)
-            if self.ctx.userdata_full(target):
-                failure = "write failed: " + os.strerror(errno.ENOSPC)
-            else:
-                out = _AtomicFile(target, mode)
-        except ValueError as exc:
-            failure = f"bad path or mode in {spec!r}: {exc}"
-        except OSError as exc:
-            failure = f"{path}: {os.strerror(exc.errno) if exc.errno else exc}"
-        drop_after, received = self._drop_after(), 0
-        try:
-            while True:  # read every frame up to DONE even after a failure, so the reply lands in sync
-                frame, length = wire.SYNC_REQUEST.unpack(self._read(wire.SYNC_REQUEST.size))
-                if frame == b"DONE":
-                    break
-                if frame != b"DATA" or length > wire.SYNC_DATA_MAX:
-                    self._reply(wire.sync_fail(f"bad sync frame {frame!r} of length {length}"))
-                    return False
-                data = self._read(length)
-                received += length
-                if drop_after is not None and received >= drop_after:
-                    if out is not None:
-                        out.discard()  # before the reset: the host may look the moment it sees the RST
-                        out = None
-                    self.stream.conn.reset()
-                    raise StreamClosed("adb-drop fault")
-                if out is not None and failure is None:
-                    try:
-                        out.write(data)
-                    except OSError as exc:
-                        failure = "write failed: " + os.strerror(exc.errno or errno.EIO)
-            if failure is None and out is not None:
-                try:
-                    out.commit(length)
-                    out = None
-                except OSError as exc:
-                    failure = f"{path}: {os.strerror(exc.errno) if exc.errno else exc}"
-            self._reply(wire.sync_fail(failure) if failure else wire.sync_status(b"OKAY"))
-            return failure is None
-        finally:
-            if out is not None:
-                out.discard()
-
-    def _recv(self, tag: bytes, path: str) -> bool:
-        try:
-            source = open(self.ctx.host_path(path), "rb")  # noqa: SIM115 - closed below
-        except ValueError as exc:
-            self._reply(wire.sync_fail(str(exc)))
-            return False
-        except OSError as exc:
-            self._reply(wire.sync_fail(os.strerror(exc.errno) if exc.errno else str(exc)))
-            return False
-        drop_after, sent = self._drop_after(), 0
-        with source:
-            while chunk := source.read(wire.SYNC_DATA_MAX):
-                self._reply(wire.sync_status(b"DATA", len(chunk)))
-                self._reply(chunk)
-                sent += len(chunk)
-                if drop_after is not None and sent >= drop_after:
-                    self._flush()
-                    self.stream.conn.reset()
-                    raise StreamClosed("adb-drop fault")
-        self._reply(wire.sync_status(b"DONE"))
-        return True

@@ -214,4 +214,4 @@ def test_pytest_unreachable_board_error_shows_the_cause_not_a_traceback(lab: pyt
     result, _ = pytest_run(lab, "--board", "bad")
     errors = result.stdout.str().split("= ERRORS =", 1)[-1].split("short test summary info", 1)[0]
     assert cause in errors
-    assert "harness/connect.py" not in errors and "def open_board" not in errors, errors[-3000:]
+    assert "harness/connect.py" not in errors and "def open_board" not in errors, errors[-800:]

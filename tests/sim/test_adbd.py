@@ -173,6 +173,25 @@ def test_devices_shows_product_model_and_device(adb: Adb, board: Board) -> None:
     assert "product:rv1126_evb" in line and "model:RV1126_EVB" in line and "device:rv1126" in line
 
 
+def test_getprop_answers_from_the_identity_the_kernel_wrote(board: Board, board_root: Path, tmp_path: Path) -> None:
+    """adbutils' ``device.prop`` and Android-minded tools run ``getprop``; the board answers from its own files."""
+    import adbutils
+
+    from harness.sim.kernel import Kernel
+
+    # The real simulated kernel writes /proc/device-tree (on a throwaway context: the board's keeps its recorder).
+    Kernel(_context(board_root, tmp_path / "kernel-state")).populate(driver_version=PROFILE.versions.driver,
+                                                                     gate_address="127.0.0.1:9")
+    assert board("shell", "getprop ro.product.model").stdout == PROFILE.model + "\n"
+    assert board("shell", "getprop ro.board.platform").stdout == PROFILE.chip + "\n"
+    assert board("shell", "getprop no.such.prop fallback").stdout == "fallback\n"
+    assert board("shell", "getprop").stdout.splitlines() == [
+        f"[ro.board.platform]: [{PROFILE.chip}]", f"[ro.product.device]: [{PROFILE.chip}]",
+        f"[ro.product.model]: [{PROFILE.model}]", f"[ro.product.name]: [{PROFILE.hostname}]"]
+    device = adbutils.AdbClient(host="127.0.0.1", port=board.adb.port, socket_timeout=30).device(board.serial)
+    assert (device.prop.model, device.prop.device) == (PROFILE.model, PROFILE.chip)
+
+
 def test_shell_v2_reports_the_exit_code(board: Board) -> None:
     assert board("shell", "false").returncode == 1
     assert board("shell", "exit 7").returncode == 7

@@ -144,8 +144,19 @@ def test_unknown_fault_on_a_running_board_is_one_line_and_changes_nothing(runnin
     assert "takes no value" in one_line_error(sim_cli("fault", "cli-board", "npu-hang=3", home=folder))
     faults = sim_cli("fault", "cli-board", "wrong-output", home=folder)
     assert faults.returncode == 0 and json.loads(faults.stdout) == {"slow-npu": "2", "wrong-output": None}
-    cleared = sim_cli("fault", "cli-board", "--clear", "wrong-output", home=folder)
+    cleared = sim_cli("fault", "cli-board", "wrong-output", "--clear", home=folder)
     assert cleared.returncode == 0 and json.loads(cleared.stdout) == {"slow-npu": "2"}
+
+
+def test_clear_option_may_come_before_the_fault_name(running):
+    """``sim fault NAME --clear FAULT`` is how people type it; argparse must not call FAULT unrecognized."""
+    folder, _ = running
+    assert sim_cli("fault", "cli-board", "adb-drop", home=folder).returncode == 0
+    cleared = sim_cli("fault", "cli-board", "--clear", "adb-drop", home=folder)
+    if cleared.returncode != 0:
+        sim_cli("fault", "cli-board", "adb-drop", "--clear", home=folder)  # leave the board as it was
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout) == {"slow-npu": "2"}
 
 
 def test_version_override_from_the_command_line_reaches_the_board(running):
