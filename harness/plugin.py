@@ -37,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="RKNN toolkit release under test (overrides boards.toml)")
     group.addoption("--reports-dir", default=None, metavar="DIR", help="where runs write evidence (default: reports/)")
     group.addoption("--run-id", default=None, help="name of this run's report folder (default: date-time-pid)")
+    from harness.npu.pytest_options import addoption as add_model_options
+
+    add_model_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -23,7 +23,7 @@ REFUSED = Path(__file__).resolve().parent / "refused_models"
 
 def test_outputs_match_goldens(model_package, npu_run, golden_policy) -> None:
     run = npu_run(model_package)
-    meta = model_package.golden_meta(run.chip, "")
+    meta = model_package.golden_meta(run.chip, run.model_sha256)
     failures = []
     for sample, outputs in run.per_sample().items():
         verdict = judge(outputs, run.golden_dir(sample), tolerances=model_package.tolerances(),

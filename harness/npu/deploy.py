@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import BoardError, ConfigError, ProductError
+from harness.errors import BoardError, ConfigError, HarnessError, ProductError
 from harness.npu.model_compat import check_model_for_board
 from harness.npu.model_package import ModelPackage
 from harness.npu.rknn_file import read_rknn_file
@@ -59,7 +59,7 @@ class RemoteModel:
     reused: tuple[str, ...] = field(default=())  # files the board already held with the same sha256
 
 
-def target_chip(board: "Board", package: ModelPackage) -> str:
+def target_chip(board: Board, package: ModelPackage) -> str:
     """The package target for this board: its chip, or its twin's (rv1109 runs rv1126's model)."""
     for name in [board.chip.name, *sorted(board.chip.family - {board.chip.name})]:
         if name in package.manifest.targets:
@@ -68,8 +68,8 @@ def target_chip(board: "Board", package: ModelPackage) -> str:
                       f"(targets: {', '.join(package.chips)})")
 
 
-def refuse_if_incompatible(board: "Board", package: ModelPackage, chip: str,
-                           versions: "VersionRecord | None" = None) -> str:
+def refuse_if_incompatible(board: Board, package: ModelPackage, chip: str,
+                           versions: VersionRecord | None = None) -> str:
     """ProductError naming the reason and manual section when the board cannot load the model; else its sha256."""
     if versions is None:
         from harness.npu.board_versions import probe_board
@@ -96,7 +96,7 @@ def remote_folder(package: ModelPackage, chip: str, base: str = DEFAULT_MODEL_DI
     return posixpath.join(base, package.name, chip)
 
 
-def remote_hashes(board: "Board", paths: list[str], timeout: float = 30.0) -> dict[str, str]:
+def remote_hashes(board: Board, paths: list[str], timeout: float = 30.0) -> dict[str, str]:
     """sha256 of each board file that exists (one ``sha256sum`` for all); missing files are left out."""
     if not paths:
         return {}
@@ -109,7 +109,7 @@ def remote_hashes(board: "Board", paths: list[str], timeout: float = 30.0) -> di
     return hashes
 
 
-def push_atomic(board: "Board", local: Path, remote: str, *, timeout: float | None = None) -> None:
+def push_atomic(board: Board, local: Path, remote: str, *, timeout: float | None = None) -> None:
     """Push under a temporary name in the same folder (verified by sha256), then rename over ``remote``."""
     folder, name = posixpath.split(remote)
     partial = posixpath.join(folder, f".{name}.partial-{os.getpid()}")
@@ -120,7 +120,7 @@ def push_atomic(board: "Board", local: Path, remote: str, *, timeout: float | No
     except BaseException:
         try:
             board.shell(f"rm -f {shlex.quote(partial)}", timeout=15)
-        except Exception as exc:  # the original failure matters more; the partial name is never used
+        except HarnessError as exc:  # the original failure matters more; the partial name is never used
             log.warning("%s: could not remove %s: %s", board.name, partial, exc)
         raise
 
@@ -142,8 +142,8 @@ def input_tensors(package: ModelPackage, *, nhwc: bool) -> dict[str, np.ndarray]
     return arrays
 
 
-def push_model(board: "Board", package: ModelPackage, chip: str | None = None, *,
-               folder: str = DEFAULT_MODEL_DIR, versions: "VersionRecord | None" = None,
+def push_model(board: Board, package: ModelPackage, chip: str | None = None, *,
+               folder: str = DEFAULT_MODEL_DIR, versions: VersionRecord | None = None,
                nhwc: bool | None = None, timeout: float | None = None) -> RemoteModel:
     """Check, then push the package's model and inputs for ``chip`` (default: the board's), skipping unchanged files.
 
@@ -180,7 +180,7 @@ def push_model(board: "Board", package: ModelPackage, chip: str | None = None, *
                        tuple(pushed), tuple(reused))
 
 
-def remove_model(board: "Board", remote: RemoteModel) -> None:
+def remove_model(board: Board, remote: RemoteModel) -> None:
     """Delete a pushed package folder from the board (a test that wants a cold push starts here)."""
     if not remote.folder.startswith("/") or remote.folder.count("/") < 3:
         raise BoardError(f"refusing to remove suspicious board folder {remote.folder!r}")

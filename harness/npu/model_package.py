@@ -61,7 +61,10 @@ class Target(_Strict):
     file: str
     runner: str | None = None
 
-    _runner = field_validator("runner")(lambda cls, v: v if v is None else _check_runner(v))
+    @field_validator("runner")
+    @classmethod
+    def _runner(cls, value: str | None) -> str | None:
+        return value if value is None else _check_runner(value)
 
 
 class InputSpec(_Strict):
@@ -82,7 +85,7 @@ class InputSpec(_Strict):
         return shape
 
     @model_validator(mode="after")
-    def _one_source(self) -> "InputSpec":
+    def _one_source(self) -> InputSpec:
         if (self.file is None) == (self.files is None):
             raise ValueError("give exactly one of file (one tensor) or files (one per batch sample)")
         if self.layout != "UNDEFINED" and len(self.shape) != 4:
@@ -137,7 +140,10 @@ class Manifest(_Strict):
     outputs: list[OutputSpec] = Field(min_length=1)
     latency: dict[str, LatencyBudget] = Field(default_factory=dict)
 
-    _runner = field_validator("runner")(lambda cls, v: _check_runner(v))
+    @field_validator("runner")
+    @classmethod
+    def _runner(cls, value: str) -> str:
+        return _check_runner(value)
 
     @field_validator("targets", "latency")
     @classmethod
@@ -145,7 +151,7 @@ class Manifest(_Strict):
         return {k.lower(): v for k, v in value.items()}
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Manifest":
+    def _consistent(self) -> Manifest:
         for spec in self.inputs:
             if spec.shape[0] != self.batch:
                 raise ValueError(f"input {spec.name}: batch dimension {spec.shape[0]} != batch {self.batch}")

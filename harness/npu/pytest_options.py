@@ -13,7 +13,10 @@ DEFAULT_SOAK_RUNS = 5
 
 
 def addoption(parser: pytest.Parser) -> None:
+    """Add the options once: both harness.plugin and fixtures.models call this, in whichever order they load."""
     group = parser.getgroup("npu-hil", "Rockchip NPU boards (npu-hil)")
+    if any("--soak-runs" in option.names() for option in group.options):
+        return
     group.addoption("--update-goldens", action="store_true", default=False,
                     help="rewrite the goldens (and latency baselines) of outputs that fail, and fail those tests "
                          "so the change is reviewed")

@@ -44,7 +44,7 @@ log = logging.getLogger("npu-hil.run")
 
 RUNNER_LOCAL = Path(npu_hil_runner.__file__)
 #: Kernel lines that mean the NPU hung (RKNPU1 galcore watchdog, RKNPU2 job timeout/reset, runtime submit).
-HANG_LINES = re.compile(r"GPU\[\d+\] hang|job timeout|soft reset|failed to submit|npu.*(hang|timeout)", re.I)
+HANG_LINES = re.compile(r"GPU\[\d+\] hang|job timeout|soft reset|failed to submit|npu.*(hang|timeout)", re.IGNORECASE)
 EMFILE = "Too many open files"
 _COUNTER = itertools.count()
 
@@ -81,6 +81,7 @@ class ModelRun:
     result: ShellResult
     parsed: BenchmarkRun
     outputs: list[np.ndarray] = field(default_factory=list)  # in the package's output order, whole batch
+    model_sha256: str = ""
 
     @property
     def stats(self) -> LatencyStats:
@@ -114,7 +115,7 @@ def runner_path(folder: str = DEFAULT_MODEL_DIR) -> str:
     return posixpath.join(posixpath.dirname(folder.rstrip("/")) or "/", "npu_hil_runner.py")
 
 
-def ensure_runner(board: "Board", folder: str = DEFAULT_MODEL_DIR) -> str:
+def ensure_runner(board: Board, folder: str = DEFAULT_MODEL_DIR) -> str:
     """Push our runner when the board's copy is missing or different (one hash check otherwise)."""
     import hashlib
 
@@ -165,7 +166,7 @@ def default_deadline(package: ModelPackage, chip: str, loops: int, warmup: int) 
 
 
 # ------------------------------------------------------------------------------------------------ hangs
-def capture_dmesg(board: "Board", lines: int = 200) -> str:
+def capture_dmesg(board: Board, lines: int = 200) -> str:
     """The kernel log's tail (never raises: evidence collection must not hide the hang)."""
     try:
         return board.shell(f"dmesg | tail -n {int(lines)}", timeout=20).stdout
@@ -173,7 +174,7 @@ def capture_dmesg(board: "Board", lines: int = 200) -> str:
         return f"(dmesg unavailable: {exc})"
 
 
-def recover_board(board: "Board", reason: str) -> str:
+def recover_board(board: Board, reason: str) -> str:
     """Reboot; if that fails power-cycle; if that fails mark the board broken. Returns what was done."""
     try:
         board.reboot()
@@ -189,15 +190,28 @@ def recover_board(board: "Board", reason: str) -> str:
         return f"marked broken (reboot failed: {first}; power cycle failed: {exc})"
 
 
-def hang(board: "Board", package: ModelPackage, what: str) -> NpuHang:
+def hang(board: Board, package: ModelPackage, what: str) -> NpuHang:
     """Collect dmesg, recover the board, and build the NpuHang to raise (manual 4.2.13)."""
     dmesg = capture_dmesg(board)
     hits = [line for line in dmesg.splitlines() if HANG_LINES.search(line)]
     evidence = hits[-10:] or dmesg.splitlines()[-10:]
+    saved = _save_evidence(board, f"dmesg-hang-{package.name}", dmesg)
     recovery = recover_board(board, f"NPU hang running {package.name}")
     message = (f"NPU hang (manual 4.2.13) on {board.name} running {package.name}: {what}; board {recovery}; "
-               f"dmesg: " + (" | ".join(evidence) if evidence else "(no kernel lines)"))
+               f"dmesg{f' (saved to {saved})' if saved else ''}: "
+               + (" | ".join(evidence) if evidence else "(no kernel lines)"))
     return NpuHang(message, dmesg=dmesg, recovery=recovery)
+
+
+def _save_evidence(board: Board, stem: str, text: str) -> Path | None:
+    """Keep evidence in the board's run folder (principle 4: evidence is never lost); None if it cannot."""
+    try:
+        path = Path(board.run_dir) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{next(_COUNTER)}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+    except (OSError, TypeError):
+        return None
 
 
 def _goldens_for(run: ModelRun) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
@@ -224,7 +238,7 @@ def zero_output_hang(run: ModelRun) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def run_package(board: "Board", package: ModelPackage, *, remote: RemoteModel | None = None,
+def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | None = None,
                 chip: str | None = None, loops: int | None = None, warmup: int | None = None,
                 deadline_s: float | None = None, folder: str = DEFAULT_MODEL_DIR,
                 keep_remote: bool = False) -> ModelRun:
@@ -248,7 +262,7 @@ def run_package(board: "Board", package: ModelPackage, *, remote: RemoteModel | 
     except LinkTimeout:
         raise hang(board, package, f"the run did not finish within its {deadline_s:g} s deadline") from None
     parsed = parse_output(runner, result.output)
-    run = ModelRun(package, chip, board.name, runner, command, run_dir, result, parsed)
+    run = ModelRun(package, chip, board.name, runner, command, run_dir, result, parsed, model_sha256=remote.sha256)
     _check_finished(run)
     run.outputs = _pull_outputs(board, run)
     found = zero_output_hang(run)
@@ -272,7 +286,7 @@ def _check_finished(run: ModelRun) -> None:
                         f"{run.result.exit_code}{code}: {errors}", output=output, parsed=parsed)
 
 
-def _pull_outputs(board: "Board", run: ModelRun) -> list[np.ndarray]:
+def _pull_outputs(board: Board, run: ModelRun) -> list[np.ndarray]:
     """The run's output files (``output_N.npy`` or ``rt_outputN.npy``), in index order, as arrays."""
     listing = board.shell(f"ls {shlex.quote(run.remote_dir)}", timeout=30, check=True).stdout.split()
     found = {}

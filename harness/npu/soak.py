@@ -74,7 +74,7 @@ class SoakResult:
             raise FdLeak(message, fix="update the NPU runtime/rknn_server; release every rknn context")
 
 
-def find_pid(board: "Board", process: str = DEFAULT_PROCESS) -> int | None:
+def find_pid(board: Board, process: str = DEFAULT_PROCESS) -> int | None:
     """The PID whose ``comm`` is exactly ``process`` (the first, if several), or None."""
     command = f"grep -lx {shlex.quote(process)} /proc/[0-9]*/comm 2>/dev/null"
     for line in board.shell(command, timeout=20).stdout.split():
@@ -84,7 +84,7 @@ def find_pid(board: "Board", process: str = DEFAULT_PROCESS) -> int | None:
     return None
 
 
-def count_fds(board: "Board", pid: int) -> int:
+def count_fds(board: Board, pid: int) -> int:
     """``ls /proc/PID/fd | wc -l``; BoardError when the process is gone (a restarted server is not a leak)."""
     folder = shlex.quote(f"/proc/{int(pid)}/fd")
     result = board.shell(f"[ -d {folder} ] && ls {folder} | wc -l", timeout=20)
@@ -95,7 +95,7 @@ def count_fds(board: "Board", pid: int) -> int:
     return int(text)
 
 
-def soak(board: "Board", package: ModelPackage, *, runs: int, remote: RemoteModel | None = None,
+def soak(board: Board, package: ModelPackage, *, runs: int, remote: RemoteModel | None = None,
          loops: int = 2, warmup: int = 0, process: str = DEFAULT_PROCESS, allowed_growth: int = 0,
          deadline_s: float | None = None) -> SoakResult:
     """Run ``package`` ``runs`` times, sampling ``process``'s open descriptors; returns the SoakResult.

@@ -26,7 +26,7 @@ from harness.npu.rknn_file import pack_sim_model
 from harness.sim import api
 
 ADB_PORT = 15121
-AVG = re.compile(r"^Avg Time (\d+\.\d\d)ms", re.M)
+AVG = re.compile(r"^Avg Time (\d+\.\d\d)ms", re.MULTILINE)
 FIND_SERVER = "grep -l rknn_server /proc/*/comm"  # the manual's check that rknn_server runs
 BENCH = "cd /userdata && rknn_benchmark m.rknn in.npy"
 #: The components of the 1.6.0 row (manual 4.1.3), which the *-mismatch faults install on a 1.7.1 RV1126.
@@ -142,7 +142,7 @@ def rk3588(sim, adb, models, tmp_path_factory):
 
 
 @pytest.fixture
-def live(request):
+def live():
     """Clears, after the test, every fault the test set on a shared board, so tests stay independent."""
     boards: list[Board] = []
     yield boards.append
@@ -178,11 +178,15 @@ def test_server_stopped_leaves_no_rknn_server_and_restart_rknn_brings_it_back(rv
     assert rv1126.server_pid()
     live(rv1126)
     rv1126.fault("server-stopped")
-    assert poll(lambda: not rv1126.server_pid()), rv1126.sh(FIND_SERVER).stdout
-    restart = rv1126.sh("restart_rknn.sh")
-    assert restart.returncode == 0, restart.stderr
-    time.sleep(1.0)  # the board applies faults every 0.25 s: a restarted server must survive that
-    assert rv1126.server_pid(), "rknn_server died again after restart_rknn.sh"
+    try:
+        assert poll(lambda: not rv1126.server_pid()), rv1126.sh(FIND_SERVER).stdout
+        restart = rv1126.sh("restart_rknn.sh")
+        assert restart.returncode == 0, restart.stderr
+        time.sleep(1.0)  # the board applies faults every 0.25 s: a restarted server must survive that
+        assert rv1126.server_pid(), "rknn_server died again after restart_rknn.sh"
+    finally:
+        rv1126.clear("server-stopped")
+        rv1126.sh("restart_rknn.sh")  # leave the shared board with its server, whatever happened above
 
 
 # ------------------------------------------------------------------------------------------------ NPU
