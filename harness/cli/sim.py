@@ -61,7 +61,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fault(args: argparse.Namespace) -> int:
-    print(json.dumps(api.fault(args.name, args.fault or "", clear=args.clear)))
+    spec = args.fault or (args.clear if isinstance(args.clear, str) else "")
+    if not spec and not args.clear:
+        raise api.SimError("name a fault to inject, or --clear [FAULT] (see `npu-hil sim fault --help`)")
+    print(json.dumps(api.fault(args.name, spec, clear=bool(args.clear))))
     return 0
 
 
@@ -101,7 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name")
     p.add_argument("fault", nargs="?", help="FAULT[=VALUE]; with --clear and no FAULT, clears all")
-    p.add_argument("--clear", action="store_true")
+    p.add_argument("--clear", nargs="?", const=True, default=False, metavar="FAULT",
+                   help="remove FAULT (or every fault) instead of adding it")
     p.set_defaults(func=_fault)
 
     p = cmds.add_parser("power", help="power a board on, off, or cycle it")

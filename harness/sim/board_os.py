@@ -20,7 +20,7 @@ from harness.sim.gate import Gate
 from harness.sim.kernel import Kernel
 from harness.sim.profile import COMPONENTS, Profile
 from harness.sim.profile import load as load_profile
-from harness.sim.supervisor import EXIT_POWEROFF, EXIT_REBOOT
+from harness.sim.state import EXIT_POWEROFF, EXIT_REBOOT
 
 log = logging.getLogger("npu-hil.sim.board")
 MISMATCH_FAULTS = {"server-mismatch": "rknn_server", "driver-mismatch": "driver", "runtime-mismatch": "runtime"}
@@ -48,6 +48,7 @@ class BoardOS:
                                 state_dir=state_dir, faults=self.faults)
         self.ctx.extra["versions"] = self.profile.versions
         self.services: list = []
+        self._server_stopped_applied = "server-stopped" in self.faults
 
     def _status(self, name: str, **extra: object) -> None:
         state.write_json(self.dir / "status.json", {"state": name, "boot": int(os.environ.get("NPU_HIL_SIM_BOOT", 1)),
@@ -104,8 +105,10 @@ class BoardOS:
             rootfs.write_versions(self.ctx.root, profile)
             if driver_changed:
                 self.kernel.reload_driver(profile.versions.driver)
-        if "server-stopped" in active and self.kernel.server_pid is not None:
-            self.kernel.stop_server()
+        stopped = "server-stopped" in active
+        if stopped and not self._server_stopped_applied and self.kernel.server_pid is not None:
+            self.kernel.stop_server()  # once, when set: restart_rknn.sh may bring it back afterwards
+        self._server_stopped_applied = stopped
 
     def run(self) -> int:
         booted = self.boot()

@@ -185,6 +185,8 @@ class Benchmark:
         return arrays
 
     def _run(self, ctx: NpuContext, feeds: list[np.ndarray]) -> tuple[list[np.ndarray], float] | None:
+        if self.reply.peer_gone():  # the caller was killed: no phantom runs (they would still apply faults)
+            return None
         try:
             return ctx.run(feeds, self.log, cancelled=self.reply.peer_gone)
         except RknnError as exc:

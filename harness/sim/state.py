@@ -13,6 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+#: How the board OS process tells its supervisor what to do next (kept here: importing the supervisor is slow).
+EXIT_POWEROFF = 0
+EXIT_REBOOT = 10
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 

@@ -29,8 +29,8 @@ from harness.sim import faults as faults_mod
 from harness.sim import board_exec, ports, rootfs, state
 from harness.sim.profile import load as load_profile
 
-EXIT_POWEROFF = 0
-EXIT_REBOOT = 10
+EXIT_POWEROFF = state.EXIT_POWEROFF
+EXIT_REBOOT = state.EXIT_REBOOT
 log = logging.getLogger("npu-hil.sim.supervisor")
 
 
