@@ -188,3 +188,7 @@ class Board:
                 link.close()
             except Exception as exc:  # closing must never hide the test's own outcome
                 self.log.warning("%s: closing %s failed: %s", self.name, name, exc)
+        for handler in list(self.log.handlers):
+            if isinstance(handler, logging.FileHandler):
+                handler.close()
+                self.log.removeHandler(handler)

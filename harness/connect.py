@@ -61,7 +61,7 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
     chip = lookup_chip(spec.chip)
     board_dir = run_dir / spec.name
     board_dir.mkdir(parents=True, exist_ok=True)
-    logger = logging.getLogger(f"npu-hil.board.{spec.name}")
+    logger = _board_logger(spec.name, board_dir)
     defaults = inventory.defaults
     if spec.sim:
         endpoints, started = start_simulator(spec, owner_pid=owner_pid if owner_pid is not None else os.getpid())
@@ -97,6 +97,18 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
             api.down(spec.name)
         raise BoardError(f"board {spec.name} failed its health check: " + "; ".join(problems))
     return board
+
+
+def _board_logger(name: str, board_dir: Path) -> logging.Logger:
+    """The board's logger: every link exchange (command, exit code, duration, bytes) also lands in links.log."""
+    logger = logging.getLogger(f"npu-hil.board.{name}")
+    logger.setLevel(logging.DEBUG)
+    path = board_dir / "links.log"
+    if not any(getattr(h, "baseFilename", None) == str(path) for h in logger.handlers):
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+    return logger
 
 
 def _open_console(serial: SerialSpec, *, board_dir: Path, chip: Any, timeout: float, logger: logging.Logger,

@@ -249,7 +249,7 @@ class ConsoleLink:
             self._pos = self._base + len(self._text)
 
     # -- writing -------------------------------------------------------------------------------------------
-    def send(self, text: str) -> None:
+    def send(self, text: str, *, secret: bool = False) -> None:
         """Type ``text`` on the console (no newline added)."""
         if self._serial is None:
             raise LinkDown(f"{self.name}: console {self.url} is not open")
@@ -260,7 +260,7 @@ class ConsoleLink:
             raise LinkTimeout(f"{self.name}: console {self.url} does not take input (write timed out)") from None
         except (serial.SerialException, OSError) as exc:
             raise LinkDown(f"{self.name}: console {self.url} write failed: {_first_line(exc)}") from None
-        self.log.debug("%s: sent %r", self.name, text)
+        self.log.debug("%s: sent %r", self.name, "<password>" if secret else text)
 
     # -- login / run ---------------------------------------------------------------------------------------
     def login(self, timeout: float = 30.0) -> None:
@@ -293,7 +293,7 @@ class ConsoleLink:
                 if self.password is None:
                     raise BoardError(f"{self.name}: the console asks for a password for {self.user!r} "
                                      f"but none is configured for this board")
-                self.send(self.password + "\n")
+                self.send(self.password + "\n", secret=True)
                 password_sent = True
             else:
                 users_sent += 1
