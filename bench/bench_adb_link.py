@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
+
+from _common import best_seconds, median_ms
 
 from harness.links.adb import AdbLink
 from harness.links.adb_server import AdbServer
@@ -26,24 +25,6 @@ from harness.sim import profile, rootfs
 from harness.sim.adbd import AdbDaemon
 from harness.sim.context import BoardContext
 from harness.sim.faults import FaultSet
-
-
-def best_seconds(action: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def median_ms(action: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
 
 
 def main() -> None:

@@ -15,22 +15,12 @@ from __future__ import annotations
 import argparse
 import resource
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import best_seconds
 
 from harness.npu.goldens import compare, load_golden, save_golden
-
-
-def best_seconds(action: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from adbutils.errors import AdbError
+from support.net import listen
+from support.processes import processes_matching, wait_until
 
 from harness.errors import BoardError, ConfigError, LinkDown, LinkTimeout
 from harness.links.adb import AdbLink, state_error
@@ -34,41 +35,11 @@ log = logging.getLogger("test.adb_link")
 log.setLevel(logging.DEBUG)  # every exchange is logged at INFO; pytest shows them on failure
 
 
-def listen(port: int = 0) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(8)
-    return sock
-
-
 def make_ctx(base: Path, root: Path, name: str) -> BoardContext:
     state = base / f"state-{name}"
     state.mkdir(exist_ok=True)
     return BoardContext(name=name, profile=profile.load("rv1126"), root=root, state_dir=state,
                         faults=FaultSet(state))
-
-
-def processes_matching(marker: str) -> list[int]:
-    """Host PIDs whose command line holds ``marker``: board commands are host processes in a namespace."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_until(predicate, deadline_s: float = 15.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -9,78 +9,22 @@ import os
 import re
 import select
 import socket
-import termios
 import threading
-import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.console import ConsoleBoard, console_board
 
 from harness.errors import BoardError, LinkDown, LinkTimeout
 from harness.links.console import ConsoleLink
-from harness.sim import bootlog, profile, rootfs
-from harness.sim.console import Console
-from harness.sim.context import BoardContext
-from harness.sim.faults import FaultSet
-from harness.sim.kernel import Kernel
 
 STAMP = re.compile(rb"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\] ")
 
 
-@dataclass
-class Sim:
-    ctx: BoardContext
-    console: Console
-    kernel: Kernel
-    port: str  # the pty slave's path, what boards.toml would name
-    master: int
-    master_open: bool = True
-
-    def pull_the_plug(self) -> None:
-        """The simulator's end of the line disappears (as when its process dies)."""
-        self.console.stop()
-        os.close(self.master)
-        self.master_open = False
-
-    def power_on(self) -> bool:
-        """Boot, then serve login when userspace was reached (as the board's OS process does)."""
-        prof = self.ctx.profile
-        if not self.console.boot(bootlog.kernel_lines(prof, prof.versions.driver), pace=0.3):
-            return False
-        self.console.serve_login()
-        return True
-
-
 @contextmanager
-def sim_board(tmp_path: Path, *faults: str) -> Iterator[Sim]:
-    prof = profile.load("rv1126")
-    root = rootfs.build(tmp_path / "root", prof)
-    ctx = BoardContext(name="sim-rv1126", profile=prof, root=root, state_dir=tmp_path, faults=FaultSet(tmp_path))
-    for fault in faults:
-        ctx.faults.set(fault)
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[4] = attrs[5] = termios.B1500000
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    console = Console(ctx, master)
-    kernel = Kernel(ctx, console_write=console.write)
-    kernel.populate(driver_version=prof.versions.driver, gate_address="127.0.0.1:1")
-    sim = Sim(ctx, console, kernel, os.ttyname(slave), master)
-    try:
-        yield sim
-    finally:
-        console.stop()
-        if sim.master_open:
-            os.close(master)
-        os.close(slave)
-
-
-@contextmanager
-def link_to(sim: Sim, tmp_path: Path, password: str | None = "rockchip") -> Iterator[ConsoleLink]:
+def link_to(sim: ConsoleBoard, tmp_path: Path, password: str | None = "rockchip") -> Iterator[ConsoleLink]:
     link = ConsoleLink(sim.port, baud=sim.ctx.profile.console_baud, capture=tmp_path / "console.log",
                        password=password)
     link.open()
@@ -91,15 +35,15 @@ def link_to(sim: Sim, tmp_path: Path, password: str | None = "rockchip") -> Iter
 
 
 @pytest.fixture
-def logged_in(tmp_path: Path) -> Iterator[tuple[Sim, ConsoleLink]]:
-    with sim_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
+def logged_in(tmp_path: Path) -> Iterator[tuple[ConsoleBoard, ConsoleLink]]:
+    with console_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
         assert sim.power_on()
         link.login(timeout=20)
         yield sim, link
 
 
 def test_boot_is_captured_and_login_reaches_a_shell(tmp_path: Path) -> None:
-    with sim_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
+    with console_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
         assert sim.power_on()
         link.expect(r"rv1126 login: $", timeout=10)
         link.login(timeout=20)
@@ -118,7 +62,7 @@ def test_boot_is_captured_and_login_reaches_a_shell(tmp_path: Path) -> None:
     assert b"Password: \r\n" in capture, "the password is never echoed"
 
 
-def test_exit_codes_merged_output_and_odd_commands(logged_in: tuple[Sim, ConsoleLink]) -> None:
+def test_exit_codes_merged_output_and_odd_commands(logged_in: tuple[ConsoleBoard, ConsoleLink]) -> None:
     _, link = logged_in
     assert link.run("false", timeout=10).exit_code == 1
     assert link.run("exit_code() { return $1; }; exit_code 42", timeout=10).exit_code == 42
@@ -132,21 +76,21 @@ def test_exit_codes_merged_output_and_odd_commands(logged_in: tuple[Sim, Console
     assert quoted.stdout == "a  b /root 3\n"
 
 
-def test_long_output_arrives_complete_and_in_order(logged_in: tuple[Sim, ConsoleLink]) -> None:
+def test_long_output_arrives_complete_and_in_order(logged_in: tuple[ConsoleBoard, ConsoleLink]) -> None:
     _, link = logged_in
     result = link.run("seq 1 20000", timeout=60)
     assert result.exit_code == 0
     assert result.stdout.split("\n") == [str(i) for i in range(1, 20001)] + [""]
 
 
-def test_a_command_past_its_deadline_is_interrupted(logged_in: tuple[Sim, ConsoleLink]) -> None:
+def test_a_command_past_its_deadline_is_interrupted(logged_in: tuple[ConsoleBoard, ConsoleLink]) -> None:
     _, link = logged_in
     with pytest.raises(LinkTimeout, match=r"'sleep 300' did not finish within 1 s \(sent \^C\)"):
         link.run("sleep 300", timeout=1)
     assert link.run("echo still-alive", timeout=10).stdout == "still-alive\n"
 
 
-def test_login_again_finds_the_prompt_and_excerpt_starts_at_mark(logged_in: tuple[Sim, ConsoleLink]) -> None:
+def test_login_again_finds_the_prompt_and_excerpt_starts_at_mark(logged_in: tuple[ConsoleBoard, ConsoleLink]) -> None:
     sim, link = logged_in
     link.login(timeout=10)
     since = link.mark()
@@ -160,7 +104,7 @@ def test_login_again_finds_the_prompt_and_excerpt_starts_at_mark(logged_in: tupl
 
 
 def test_wrong_password_is_a_clear_board_error(tmp_path: Path) -> None:
-    with sim_board(tmp_path) as sim, link_to(sim, tmp_path, password="not-the-password") as link:
+    with console_board(tmp_path) as sim, link_to(sim, tmp_path, password="not-the-password") as link:
         assert sim.power_on()
         with pytest.raises(BoardError, match="Login incorrect") as failure:
             link.login(timeout=20)
@@ -169,7 +113,7 @@ def test_wrong_password_is_a_clear_board_error(tmp_path: Path) -> None:
 
 
 def test_kernel_panic_at_boot_fails_at_once(tmp_path: Path) -> None:
-    with sim_board(tmp_path, "panic-at-boot") as sim, link_to(sim, tmp_path) as link:
+    with console_board(tmp_path, "panic-at-boot") as sim, link_to(sim, tmp_path) as link:
         booted: list[bool] = []
         power = threading.Thread(target=lambda: booted.append(sim.power_on()))
         power.start()
@@ -188,7 +132,7 @@ def test_kernel_panic_at_boot_fails_at_once(tmp_path: Path) -> None:
 
 
 def test_boot_hang_times_out_with_the_console_excerpt(tmp_path: Path) -> None:
-    with sim_board(tmp_path, "boot-hang") as sim, link_to(sim, tmp_path) as link:
+    with console_board(tmp_path, "boot-hang") as sim, link_to(sim, tmp_path) as link:
         assert sim.power_on() is False
         with pytest.raises(LinkTimeout) as failure:
             link.login(timeout=2)
@@ -198,7 +142,7 @@ def test_boot_hang_times_out_with_the_console_excerpt(tmp_path: Path) -> None:
 
 
 def test_a_console_that_goes_away_is_link_down(tmp_path: Path) -> None:
-    with sim_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
+    with console_board(tmp_path) as sim, link_to(sim, tmp_path) as link:
         assert sim.power_on()
         link.login(timeout=20)
         sim.pull_the_plug()
@@ -224,7 +168,7 @@ def test_socket_url_refused_is_link_down(tmp_path: Path) -> None:
 
 def test_console_over_a_tcp_socket(tmp_path: Path) -> None:
     """The same link through ``socket://`` (what ser2net offers in raw mode), bridged to the board's pty."""
-    with sim_board(tmp_path) as sim:
+    with console_board(tmp_path) as sim:
         server = socket.create_server(("127.0.0.1", 0))
         bridge = TcpBridge(server, sim.port)
         bridge.start()

@@ -10,77 +10,32 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
-import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from support.boards import board_context
+from support.net import listen
+from support.processes import processes_matching, wait_until
+from support.ssh import authorized_keys, make_user_key, start_ssh_daemon
 
 from harness.errors import BoardError, ConfigError, LinkDown, LinkTimeout
 from harness.links.ssh import SshLink
-from harness.sim import profile, rootfs
-from harness.sim.context import BoardContext
-from harness.sim.faults import FaultSet
 from harness.sim.sshd import SshDaemon
 
 PASSWORD = "rockchip-link"
 
 
-def processes_matching(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_until(predicate, deadline_s: float = 15.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
-def listen(port: int = 0) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(8)
-    return sock
-
-
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     base = tmp_path_factory.mktemp("ssh-link-board")
-    root = rootfs.build(base / "root", profile.load("rv1126"))
-    state = base / "state"
-    state.mkdir()
-    ctx = BoardContext(name="sim-rv1126", profile=profile.load("rv1126"), root=root, state_dir=state,
-                       faults=FaultSet(state))
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = base / "id_ed25519"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          serialization.NoEncryption()))
-    private.chmod(0o600)
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    (root / "root" / ".ssh").mkdir(parents=True, exist_ok=True)
-    (root / "root" / ".ssh" / "authorized_keys").write_bytes(public + b" harness@lab\n")
-    return dict(base=base, root=root, ctx=ctx, key=private)
+    ctx = board_context(base)
+    private, public = make_user_key(base, "id_ed25519")
+    authorized_keys(ctx).write_text(f"{public} harness@lab\n")
+    return dict(base=base, root=ctx.root, ctx=ctx, key=private)
 
 
 def start_daemon(board, *, port: int = 0, host_key: Path | None = None) -> SshDaemon:
-    daemon = SshDaemon(board["ctx"], listen(port), host_key_path=host_key or board["base"] / "host_key",
-                       password=PASSWORD, authorized_keys=board["root"] / "root" / ".ssh" / "authorized_keys")
-    daemon.start()
-    return daemon
+    return start_ssh_daemon(board["ctx"], host_key or board["base"] / "host_key", PASSWORD, port=port)
 
 
 @pytest.fixture(scope="module")

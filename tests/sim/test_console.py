@@ -6,12 +6,9 @@ its own namespaces on its own pty. The tests read raw bytes, so they check what 
 
 from __future__ import annotations
 
-import os
 import re
-import termios
 import threading
 import time
-import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,11 +16,11 @@ from pathlib import Path
 
 import pytest
 import serial
+from support.console import console_board
 
-from harness.sim import bootlog, profile, rootfs
+from harness.sim import bootlog
 from harness.sim.console import Console
 from harness.sim.context import BoardContext
-from harness.sim.faults import FaultSet
 from harness.sim.kernel import Kernel
 
 BAUD = 1500000
@@ -40,27 +37,12 @@ class Board:
 @contextmanager
 def board(tmp_path: Path, *faults: str) -> Iterator[Board]:
     """A powered-on rv1126 whose console is open in pyserial before the boot starts (nothing is missed)."""
-    prof = profile.load("rv1126")
-    root = rootfs.build(tmp_path / "root", prof)
-    ctx = BoardContext(name="sim-rv1126", profile=prof, root=root, state_dir=tmp_path, faults=FaultSet(tmp_path))
-    for fault in faults:
-        ctx.faults.set(fault)
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    attrs = termios.tcgetattr(slave)
-    attrs[4] = attrs[5] = termios.B1500000
-    termios.tcsetattr(slave, termios.TCSANOW, attrs)
-    console = Console(ctx, master)
-    kernel = Kernel(ctx, console_write=console.write)
-    kernel.populate(driver_version=prof.versions.driver, gate_address="127.0.0.1:1")
-    port = serial.Serial(os.ttyname(slave), BAUD, timeout=0.1)
-    try:
-        yield Board(ctx, console, kernel, port)
-    finally:
-        console.stop()
-        port.close()
-        os.close(master)
-        os.close(slave)
+    with console_board(tmp_path, *faults) as sim:
+        port = serial.Serial(sim.port, BAUD, timeout=0.1)
+        try:
+            yield Board(sim.ctx, sim.console, sim.kernel, port)
+        finally:
+            port.close()
 
 
 def read_until(port: serial.Serial, pattern: bytes, timeout: float = 10.0) -> bytes:
@@ -108,6 +90,14 @@ def wait_for_descendant(pid: int, comm: str, timeout: float = 10.0) -> int:
 
 def boot(b: Board) -> bool:
     return b.console.boot(bootlog.kernel_lines(b.ctx.profile, b.ctx.profile.versions.driver), pace=0.3)
+
+
+def log_in_as_root(b: Board) -> None:
+    """Serve login on a booted board and log in as root, up to the shell's first prompt."""
+    b.console.serve_login()
+    read_until(b.port, rb"login: $")
+    b.port.write(b"root\nrockchip\n")
+    read_until(b.port, rb"\]# ")
 
 
 def test_boot_log_reaches_the_login_prompt(tmp_path: Path) -> None:
@@ -158,10 +148,7 @@ def test_wrong_password_is_refused_and_login_asked_again(tmp_path: Path) -> None
 def test_ctrl_c_interrupts_the_foreground_command(tmp_path: Path) -> None:
     with board(tmp_path) as b:
         assert boot(b)
-        b.console.serve_login()
-        read_until(b.port, rb"login: $")
-        b.port.write(b"root\nrockchip\n")
-        read_until(b.port, rb"\]# ")
+        log_in_as_root(b)
         b.port.write(b"sleep 100; echo not-interrupted\n")
         read_until(b.port, rb"sleep 100; echo not-interrupted\r\n")
         assert b.console.shell is not None
@@ -174,10 +161,7 @@ def test_ctrl_c_interrupts_the_foreground_command(tmp_path: Path) -> None:
 def test_stop_kills_the_login_shell(tmp_path: Path) -> None:
     with board(tmp_path) as b:
         assert boot(b)
-        b.console.serve_login()
-        read_until(b.port, rb"login: $")
-        b.port.write(b"root\nrockchip\n")
-        read_until(b.port, rb"\]# ")
+        log_in_as_root(b)
         shell = b.console.shell
         assert shell is not None and shell.poll() is None
         b.console.stop()
@@ -188,10 +172,7 @@ def test_stop_kills_the_login_shell(tmp_path: Path) -> None:
 def test_reboot_then_power_on_again_reaches_login(tmp_path: Path) -> None:
     with board(tmp_path) as b:
         assert boot(b)
-        b.console.serve_login()
-        read_until(b.port, rb"login: $")
-        b.port.write(b"root\nrockchip\n")
-        read_until(b.port, rb"\]# ")
+        log_in_as_root(b)
         first_shell = b.console.shell
         b.console.write("[   42.000000] reboot: Restarting system\n")  # the kernel's last words, then power off
         b.console.stop()

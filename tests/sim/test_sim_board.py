@@ -5,264 +5,30 @@ child process) in a folder of our own (``NPU_HIL_SIM_HOME``), and observed only 
 CLI on our own adb server (port 15120, own HOME/TMPDIR), pyserial on the console pty, paramiko over TCP. Every
 board is stopped with :func:`api.down` at the end, which must leave no process behind.
 
-The helpers at the top (``AdbCli``, ``SimBoards``, ``processes_mentioning``) are shared with
+The helpers (``AdbCli``, ``SimBoards``, ``processes_mentioning``, ...) live in ``tests/support/``, shared with
 ``test_sim_cli.py`` and ``test_sim_faults.py``.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
+from support.adb import adb_fixture
+from support.net import refuses
+from support.sim import open_console, sim_cli, sim_fixture, ssh_client, ssh_exec
 
-from harness.links.adb_server import AdbServer
-from harness.links.console import ConsoleLink
 from harness.sim import api
 
 ADB_PORT = 15120
 MIB = 1024 * 1024
-BOOT_TIMEOUT = 30.0
-
-
-# ------------------------------------------------------------------------------------------------ processes
-def _alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie (a reaped-later child of ours is already dead)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """``"PID: cmdline"`` of every live process whose command line contains ``text`` (e.g. a test's folder)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            raw = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if text.encode() in raw:
-            command = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-            found.append(f"{entry.name}: {command}")
-    return found
-
-
-def leftovers(pids: list[int], folder: Path, timeout: float = 10.0) -> list[str]:
-    """What is still running after ``timeout``: any of ``pids``, or any process that mentions ``folder``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [f"{pid}: still alive" for pid in pids if _alive(pid)] + processes_mentioning(str(folder))
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(0.05)
-
-
-def sim_cli(*args: str, home: Path, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """``npu-hil sim ARGS`` as a real subprocess of this interpreter, against the simulator home ``home``."""
-    env = dict(os.environ, NPU_HIL_SIM_HOME=str(home))
-    return subprocess.run([sys.executable, "-m", "harness", "sim", *args], env=env, capture_output=True, text=True,
-                          check=False, timeout=timeout, stdin=subprocess.DEVNULL,
-                          cwd=Path(__file__).resolve().parents[2])
-
-
-# ------------------------------------------------------------------------------------------------ boards
-def read_json(path: Path) -> dict[str, Any]:
-    """A board's state file ({} while it is missing or being replaced)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-class SimBoards:
-    """The boards one test module starts in its own simulator home; :meth:`stop_all` proves nothing is left."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.names: list[str] = []
-
-    def up(self, profile: str, **kwargs: Any) -> dict[str, Any]:
-        name = kwargs.get("name") or profile
-        if name not in self.names:
-            self.names.append(name)
-        return api.up(profile, timeout=BOOT_TIMEOUT, **kwargs)
-
-    def pids(self, name: str) -> list[int]:
-        """The board's supervisor and its current board-OS process (read before ``down``: it rewrites status)."""
-        pids = []
-        for file, key in (("endpoints.json", "supervisor_pid"), ("status.json", "board_pid")):
-            pid = read_json(self.home / name / file).get(key)
-            if pid:
-                pids.append(int(pid))
-        return pids
-
-    def down(self, name: str) -> list[str]:
-        """Stop one board; returns what is left of it (empty when the board is really gone)."""
-        pids = self.pids(name)
-        api.down(name)
-        return leftovers(pids, self.home / name)
-
-    def stop_all(self) -> None:
-        left = []
-        for name in self.names:
-            left += self.down(name)
-        left += leftovers([], self.home)
-        assert not left, f"processes left after api.down: {left}"
-
-    def wait_boot(self, name: str, boot: int, timeout: float = BOOT_TIMEOUT) -> dict[str, Any]:
-        """Wait until boot number ``boot`` of the board is running (a stale "running" of the last boot won't do)."""
-        deadline = time.monotonic() + timeout
-        status: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            status = read_json(self.home / name / "status.json")
-            if status.get("boot") == boot and status.get("state") == "running":
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"{name}: boot {boot} not running within {timeout} s; status {status}")
-
-
-def sim_boards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimBoards]:
-    """Body of a module-scoped fixture: a fresh NPU_HIL_SIM_HOME for the module, every board downed after."""
-    home = tmp_path_factory.mktemp("simhome")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NPU_HIL_SIM_HOME", str(home))
-        boards = SimBoards(home)
-        try:
-            yield boards
-        finally:
-            boards.stop_all()
-
-
-# ------------------------------------------------------------------------------------------------ adb
-class AdbCli:
-    """The Debian ``adb`` CLI on our own server (own port, HOME, TMPDIR); every call has a deadline."""
-
-    def __init__(self, port: int, home: Path) -> None:
-        self.port = port
-        self.server = AdbServer(port=port, home=home, usb=False)
-
-    def start(self) -> AdbCli:
-        self.server.start(timeout=15)
-        return self
-
-    def stop(self) -> None:
-        """``adb kill-server``, then the server's PID is killed if it is still there."""
-        try:
-            self.run("kill-server", timeout=10)
-        finally:
-            self.server.stop()
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(["adb", "-P", str(self.port), *args], env=self.server.environment(),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-    def run(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        """Run one adb command; on its deadline the client is killed and TimeoutExpired raised."""
-        proc = self.popen(*args)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.decode(errors="replace"),
-                                           err.decode(errors="replace"))
-
-    def shell(self, serial: str, command: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
-        return self.run("-s", serial, "shell", command, timeout=timeout)
-
-    def state(self, serial: str) -> str | None:
-        """The serial's state in ``adb devices`` (device, offline, ...), None when it is not listed."""
-        for line in self.run("devices", timeout=10).stdout.splitlines()[1:]:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == serial:
-                return parts[1]
-        return None
-
-    def connect(self, serial: str, timeout: float = BOOT_TIMEOUT) -> None:
-        """Bring ``serial`` to ``device`` state: the server retries a lost device only every 10 s, so loop
-        disconnect + connect ourselves (adb-notes.md)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.state(serial) == "device":
-                return
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"adb: {serial} not in device state within {timeout} s: "
-                                     f"{self.run('devices', timeout=10).stdout!r}")
-            self.run("disconnect", serial, timeout=10)
-            try:
-                self.run("connect", serial, timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                pass
-            time.sleep(0.2)
-
-
-def adb_cli(tmp_path_factory: pytest.TempPathFactory, port: int) -> Iterator[AdbCli]:
-    """Body of a module-scoped fixture: our own adb server on ``port``, killed (and its PID checked) after."""
-    adb = AdbCli(port, tmp_path_factory.mktemp(f"adb{port}")).start()
-    pid = adb.server.pid
-    try:
-        yield adb
-    finally:
-        adb.stop()
-        assert pid is not None and not _alive(pid), f"adb server pid {pid} survived kill-server"
-
-
-def open_console(endpoints: dict[str, Any], capture: Path) -> ConsoleLink:
-    console = endpoints["console"]
-    return ConsoleLink(console["path"], baud=console["baud"], capture=capture, login=console["login"],
-                       password=console["password"]).open()
-
-
-def ssh_client(endpoints: dict[str, Any]) -> paramiko.SSHClient:
-    """paramiko with strict host-key checking against the key the board advertised in its endpoints."""
-    ssh = endpoints["ssh"]
-    client = paramiko.SSHClient()
-    key_type, key_b64 = ssh["host_key"].split()[:2]
-    host_key = paramiko.PKey.from_type_string(key_type, base64.b64decode(key_b64))
-    client.get_host_keys().add(f"[{ssh['host']}]:{ssh['port']}", key_type, host_key)
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(ssh["host"], port=ssh["port"], username=ssh["user"], password=ssh["password"], timeout=10,
-                   banner_timeout=10, auth_timeout=10, allow_agent=False, look_for_keys=False)
-    return client
-
-
-def ssh_exec(client: paramiko.SSHClient, command: str, timeout: float = 30.0) -> tuple[int, str, str]:
-    _, stdout, stderr = client.exec_command(command, timeout=timeout)
-    out, err = stdout.read().decode(), stderr.read().decode()
-    return stdout.channel.recv_exit_status(), out, err
-
-
-def refuses(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    yield from sim_boards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def adb(tmp_path_factory):
-    yield from adb_cli(tmp_path_factory, ADB_PORT)
+sim = sim_fixture()
+adb = adb_fixture(ADB_PORT)
 
 
 @pytest.fixture(scope="module")

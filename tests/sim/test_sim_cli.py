@@ -13,7 +13,8 @@ import socket
 import stat
 
 import pytest
-from test_sim_board import SimBoards, leftovers, processes_mentioning, read_json, sim_cli, ssh_client, ssh_exec
+from support.processes import leftovers, processes_mentioning
+from support.sim import SimBoards, read_json, sim_cli, ssh_client, ssh_exec
 
 from harness.sim.faults import KINDS
 

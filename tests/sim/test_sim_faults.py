@@ -18,14 +18,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-from test_sim_board import MIB, adb_cli, open_console, refuses, sim_boards, sim_cli
+from support.adb import adb_fixture
+from support.models import classifier_onnx
+from support.net import refuses
+from support.sim import open_console, sim_cli, sim_fixture
 
 from harness.errors import LinkTimeout
 from harness.npu.rknn_file import pack_sim_model
 from harness.sim import api
 
 ADB_PORT = 15121
+MIB = 1024 * 1024
 AVG = re.compile(r"^Avg Time (\d+\.\d\d)ms", re.MULTILINE)
 FIND_SERVER = "grep -l rknn_server /proc/*/comm"  # the manual's check that rknn_server runs
 BENCH = "cd /userdata && rknn_benchmark m.rknn in.npy"
@@ -36,18 +39,7 @@ OTHER_RELEASE = {"rknn_server": "1.6.0", "driver": "6.4.3.5.293908", "runtime": 
 # ------------------------------------------------------------------------------------------------ helpers
 def classifier_model() -> bytes:
     """A small conv classifier (input NCHW [1, 3, 16, 16], 10 scores) packed for both test chips."""
-    rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "W"),
-               numpy_helper.from_array(rng.standard_normal((8, 10)).astype(np.float32), "F")]
-    nodes = [helper.make_node("Conv", ["images", "W"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
-             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("MatMul", ["f", "F"], ["scores"])]
-    graph = helper.make_graph(nodes, "classifier",
-                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
-                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 10])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return pack_sim_model(model.SerializeToString(), target_platforms=["rk3588", "rv1126"], toolkit_version="2.3.2")
+    return pack_sim_model(classifier_onnx(0), target_platforms=["rk3588", "rv1126"], toolkit_version="2.3.2")
 
 
 def poll(check, timeout: float = 10.0, interval: float = 0.2):
@@ -99,14 +91,8 @@ def avg_ms(result: subprocess.CompletedProcess) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory):
-    yield from sim_boards(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def adb(tmp_path_factory):
-    yield from adb_cli(tmp_path_factory, ADB_PORT)
+sim = sim_fixture()
+adb = adb_fixture(ADB_PORT)
 
 
 @pytest.fixture(scope="module")

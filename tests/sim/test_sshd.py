@@ -10,82 +10,34 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import paramiko
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from support.boards import board_context
+from support.processes import processes_matching, wait_until
+from support.ssh import authorized_keys, make_user_key, start_ssh_daemon
 
-from harness.sim import profile, rootfs
-from harness.sim.context import BoardContext
 from harness.sim.faults import FaultSet
 from harness.sim.sshd import SshDaemon
 
 PASSWORD = "rockchip-test"
 
 
-def make_user_key(folder: Path, name: str) -> tuple[Path, str]:
-    """An Ed25519 key pair written as OpenSSH files: (private key path, public key line)."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = folder / name
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                          serialization.NoEncryption()))
-    private.chmod(0o600)
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    return private, public.decode()
-
-
-def processes_matching(marker: str) -> list[int]:
-    """Host PIDs whose command line contains ``marker`` (board processes are host processes too)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().replace(b"\0", b" "):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def wait_until(predicate, deadline_s: float = 15.0) -> bool:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     base = tmp_path_factory.mktemp("sshd-board")
-    root = rootfs.build(base / "root", profile.load("rv1126"))
-    state = base / "state"
-    state.mkdir()
-    ctx = BoardContext(name="sim-rv1126", profile=profile.load("rv1126"), root=root, state_dir=state,
-                       faults=FaultSet(state))
+    ctx = board_context(base)
     private, public = make_user_key(base, "id_ed25519")
-    (root / "root" / ".ssh").mkdir(parents=True, exist_ok=True)
-    (root / "root" / ".ssh" / "authorized_keys").write_text(
+    authorized_keys(ctx).write_text(
         f"# lab keys\nssh-rsa AAAAnot-base64 broken@line\nno-pty,no-port-forwarding {public} lab@host\n")
-    return dict(base=base, root=root, ctx=ctx, key=private)
+    return dict(base=base, root=ctx.root, ctx=ctx, key=private)
 
 
 def start_daemon(board, host_key: Path | None = None) -> SshDaemon:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    daemon = SshDaemon(board["ctx"], listener, host_key_path=host_key or board["base"] / "ssh_host_key",
-                       password=PASSWORD, authorized_keys=board["root"] / "root" / ".ssh" / "authorized_keys")
-    daemon.start()
-    return daemon
+    return start_ssh_daemon(board["ctx"], host_key or board["base"] / "ssh_host_key", PASSWORD)
 
 
 @pytest.fixture(scope="module")
