@@ -57,6 +57,9 @@ def pytest_configure(config: pytest.Config) -> None:
     reports = Path(config.getoption("--reports-dir") or Path(config.rootpath) / "reports")
     config.stash[SESSION_KEY] = RunSession(inventory=inventory, specs=specs, reports_dir=reports,
                                            run_id=config.getoption("--run-id"), toolkit=config.getoption("--toolkit"))
+    from harness.report.pytest_hooks import ReportHooks
+
+    config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

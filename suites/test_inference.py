@@ -17,6 +17,7 @@ from harness.errors import ProductError
 from harness.npu.deploy import remote_folder
 from harness.npu.goldens import judge
 from harness.npu.model_package import load_package
+from harness.report.evidence import record_golden
 
 REFUSED = Path(__file__).resolve().parent / "refused_models"
 
@@ -29,6 +30,7 @@ def test_outputs_match_goldens(model_package, npu_run, golden_policy) -> None:
         verdict = judge(outputs, run.golden_dir(sample), tolerances=model_package.tolerances(),
                         policy=golden_policy, meta=meta,
                         create_command=f"pytest {Path(__file__).name} --board {run.board} --regen-goldens")
+        record_golden(run.board, model_package.name, verdict, sample=sample)
         if not verdict.passed:
             label = f"sample {sample}: " if sample else ""
             failures.append(label + verdict.message().replace("\n", f"\n{label}"))

@@ -12,6 +12,7 @@ import json
 import pytest
 
 from harness.npu.latency import check_budget, regression
+from harness.report.evidence import record_latency
 
 BASELINE = "latency.json"
 REL_TOL, K_SIGMA = 0.25, 4.0
@@ -36,9 +37,12 @@ def test_latency_within_budget_and_baseline(model_package, npu_run, golden_polic
     if budget is not None:
         problems += [f"budget: {p}" for p in check_budget(stats, budget.limits())]
     baseline_file = model_package.golden_dir(run.chip) / BASELINE
+    baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() and golden_policy != "regen" else None
+    record_latency(run.board, model_package.name, run.chip, stats, budget.limits() if budget is not None else None,
+                   baseline, precision=model_package.precision, rel_tol=REL_TOL, k_sigma=K_SIGMA)
     found = None
-    if baseline_file.is_file() and golden_policy != "regen":
-        found = regression(stats, json.loads(baseline_file.read_text()), rel_tol=REL_TOL, k_sigma=K_SIGMA)
+    if baseline is not None:
+        found = regression(stats, baseline, rel_tol=REL_TOL, k_sigma=K_SIGMA)
         if found:
             problems.append(found.message)
     if golden_policy == "regen" or (golden_policy == "update" and (found or not baseline_file.is_file())):

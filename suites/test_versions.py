@@ -3,14 +3,18 @@ under test; a mismatch is the usual cause of rknn_init failing with -9 or -6."""
 
 from __future__ import annotations
 
+from harness.report.evidence import record_versions
 
-def test_versions_are_readable(board_versions) -> None:
+
+def test_versions_are_readable(board, board_versions) -> None:
+    record_versions(board, board_versions)
     unreadable = {name: board_versions.component(name).raw for name in ("driver", "rknn_server", "runtime")
                   if board_versions.component(name).version is None}
     assert not unreadable, f"versions the manual's commands could not read (raw output kept): {unreadable}"
 
 
-def test_versions_match_the_matrix(version_verdict) -> None:
+def test_versions_match_the_matrix(board, board_versions, version_verdict) -> None:
+    record_versions(board, board_versions, version_verdict)
     assert version_verdict.ok, "\n" + version_verdict.explain()
 
 

@@ -1,0 +1,424 @@
+"""The release gate: merge runs' ``results.json`` (several boards, hosts, xdist workers) into GO or NO-GO.
+
+Pure: it reads files and returns a :class:`GateReport`; rendering (terminal, HTML, Markdown) lives elsewhere.
+Why pure: the decision is what a release hangs on, so it must be testable without a browser or a terminal.
+
+Decision rules. The verdict is NO-GO when any of these holds, each giving a reason that names its board,
+suite and run:
+
+* **incomplete**: a run without ``complete: true`` (interrupted), or whose ``results.json`` is missing or
+  truncated. Its gaps are named by the cells below; partial evidence is never read as GO.
+* **product**: a test failed by the product's fault (class ``product``; a failure with no class counts too).
+* **broken**: a board was broken (class ``infrastructure``, outcome ``broken`` or an unclassified error): the
+  gate says it *could not judge* that cell, never that the product failed.
+* **config**: a test's setup was wrong (class ``config``): could not judge either.
+* **versions**: a board's versions do not belong to the toolkit's release (matrix verdict not ok), or were not
+  checked at all.
+* **version-disagreement**: two runs read different versions (or chips) for the same board.
+* **latency**: a budget missed or not claimable (``budget_problems``), a regression the run itself found, or
+  a regression against the last accepted baseline (``harness.report.baseline``).
+* **gap**: an expected (board, suite) cell holds no passed test (missing, or every test skipped).
+
+GO only when no rule fires and every expected cell has passed tests. Expected cells are every board x every
+suite seen in any run, unless ``expect_boards`` / ``expect_suites`` name them. A failure in any given run
+counts, even if another run passed the same test: gate only the runs that make up the candidate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import ConfigError
+from harness.npu.latency import LatencyStats, regression
+from harness.npu.versions import same_version
+
+RESULTS_FILE = "results.json"
+SCHEMA = 1
+VERSION_COMPONENTS = ("driver", "rknn_server", "runtime", "chip", "kernel", "rk_version")
+#: Order in which reasons are listed: what a release manager must read first comes first.
+REASON_ORDER = ("incomplete", "product", "versions", "version-disagreement", "latency", "broken", "config", "gap")
+NO_BOARD = "(no board)"
+
+
+# ------------------------------------------------------------------------------------------------ the file
+class _Open(BaseModel):
+    """Unknown keys are kept, so a newer writer adding fields does not break an older gate."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class LatencyEntry(_Open):
+    model: str
+    chip: str | None = None
+    precision: str | None = None
+    stats: dict[str, float | int | None]
+    budget: dict[str, Any] | None = None
+    budget_problems: list[str] = []
+    baseline: dict[str, Any] | None = None
+    regression: str | dict[str, Any] | None = None  # the writer stores latency.Regression as a dict
+    baseline_problem: str | None = None
+
+    @property
+    def regression_text(self) -> str | None:
+        if isinstance(self.regression, dict):
+            return str(self.regression.get("message") or self.regression)
+        return self.regression
+
+
+class TestEntry(_Open):
+    nodeid: str
+    board: str | None = None
+    suite: str | None = None
+    outcome: Literal["passed", "failed", "broken", "skipped", "error"]
+    klass: Literal["product", "infrastructure", "config"] | None = Field(None, alias="class")
+    duration: float | None = None
+    message: str | None = None
+    latency: list[LatencyEntry] = []
+    golden: list[Any] = []
+
+
+class BoardEntry(_Open):
+    chip: str | None = None
+    npu: str | None = None
+    simulated: bool = False
+    versions: dict[str, Any] | None = None
+    matrix: dict[str, Any] | None = None
+    broken: bool | str | None = None
+
+
+class ResultsFile(_Open):
+    run_id: str
+    started: str | None = None
+    finished: str | None = None
+    complete: bool
+    host: str | dict[str, Any] | None = None  # the writer stores hostname, platform, python, pid
+    boards: dict[str, BoardEntry] = {}
+    tests: list[TestEntry] = []
+
+    @property
+    def hostname(self) -> str | None:
+        return (self.host.get("hostname") or None) if isinstance(self.host, dict) else self.host
+
+
+@dataclass
+class Run:
+    """One run as read from disk; ``problem`` says why it cannot count as complete (None when it can)."""
+
+    path: Path
+    run_id: str
+    complete: bool
+    problem: str | None = None
+    data: ResultsFile | None = None
+
+    @property
+    def label(self) -> str:
+        host = self.data.hostname if self.data else None
+        return f"{self.run_id}@{host}" if host else self.run_id
+
+    def summary(self) -> dict[str, Any]:
+        d = self.data
+        return {"run_id": self.run_id, "label": self.label, "path": str(self.path), "complete": self.complete,
+                "problem": self.problem, "host": d.hostname if d else None, "started": d.started if d else None,
+                "finished": d.finished if d else None, "boards": sorted(d.boards) if d else [],
+                "tests": len(d.tests) if d else 0}
+
+
+def load_run(path: Path) -> Run:
+    """A run directory (or its results.json). A missing or truncated file is an interrupted run, not an error;
+    a file that is JSON but not our schema is a ConfigError (it is not a run of ours)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"run directory {path} does not exist")
+    file = path if path.is_file() else path / RESULTS_FILE
+    name = path.name if path.is_dir() else path.parent.name
+    if not file.is_file():
+        return Run(path, name, False, f"no {RESULTS_FILE}: the run was interrupted before writing any result")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Run(path, name, False, f"{RESULTS_FILE} is unreadable (interrupted while writing?): {exc}")
+    version = raw.get("schema_version", raw.get("schema")) if isinstance(raw, dict) else None
+    if version != SCHEMA:
+        raise ConfigError(f"{file}: results schema {version!r} is not supported (this gate reads {SCHEMA})")
+    try:
+        data = ResultsFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{file}: not a results file: {where}: {first['msg']}{more}") from None
+    problem = None if data.complete else "the run did not finish (complete: false): its results are partial"
+    return Run(path, data.run_id, data.complete, problem, data)
+
+
+# ------------------------------------------------------------------------------------------------ the report
+@dataclass(frozen=True)
+class Reason:
+    kind: str
+    text: str
+    board: str | None = None
+    suite: str | None = None
+    run: str | None = None
+
+
+@dataclass
+class Cell:
+    """All tests of one suite on one board, across runs."""
+
+    board: str
+    suite: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("passed", "product", "infrastructure", "config", "skipped"), 0))
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        """failed > config > broken > passed > skipped > missing: the worst thing found wins."""
+        for key, state in (("product", "failed"), ("config", "config"), ("infrastructure", "broken"),
+                           ("passed", "passed"), ("skipped", "skipped")):
+            if self.counts[key]:
+                return state
+        return "missing"
+
+
+@dataclass
+class BoardVersions:
+    """A board's versions as each run read them, its matrix verdicts, and any disagreement between runs."""
+
+    board: str
+    chip: str | None
+    npu: str | None
+    simulated: bool
+    runs: list[str] = field(default_factory=list)
+    found: dict[str, str | None] = field(default_factory=dict)
+    expected: dict[str, str] = field(default_factory=dict)
+    toolkit: str | None = None
+    matrix_ok: bool | None = None
+    mismatches: list[str] = field(default_factory=list)
+    disagreements: list[str] = field(default_factory=list)
+    variants: dict[str, list[str]] = field(default_factory=dict)  # component -> "value (run)" when runs differ
+    broken: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LatencyRow:
+    board: str
+    chip: str
+    model: str
+    precision: str | None
+    run: str
+    stats: dict[str, Any]
+    budget: dict[str, Any]
+    problems: list[str]
+    run_regression: str | None
+    baseline_mean: float | None = None
+    baseline_run: str | None = None
+    regression: str | None = None
+    trend: list[tuple[str, float]] = field(default_factory=list)  # (run id, mean ms), oldest first
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problems or self.run_regression or self.regression)
+
+
+@dataclass
+class GateReport:
+    verdict: str
+    reasons: list[Reason]
+    runs: list[dict[str, Any]]
+    boards: list[str]
+    suites: list[str]
+    cells: dict[tuple[str, str], Cell]
+    versions: list[BoardVersions]
+    latency: list[LatencyRow]
+    baseline: str | None
+
+    @property
+    def go(self) -> bool:
+        return self.verdict == "GO"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reasons": [asdict(r) for r in self.reasons], "runs": self.runs,
+                "boards": self.boards, "suites": self.suites, "baseline": self.baseline,
+                "cells": [{"board": c.board, "suite": c.suite, "state": c.state, "counts": c.counts,
+                           "messages": c.messages} for c in self.cells.values()],
+                "versions": [asdict(v) for v in self.versions],
+                "latency": [asdict(row) | {"ok": row.ok} for row in self.latency]}
+
+
+# ------------------------------------------------------------------------------------------------ the decision
+def classify(test: TestEntry) -> str:
+    """passed, skipped, product, infrastructure or config: whose fault a test's outcome is."""
+    if test.outcome in ("passed", "skipped"):
+        return test.outcome
+    if test.klass is not None:
+        return test.klass
+    return "product" if test.outcome == "failed" else "infrastructure"
+
+
+def _suite(test: TestEntry) -> str:
+    return test.suite or Path(test.nodeid.split("::", 1)[0]).stem or "(unknown)"
+
+
+def _cells(runs: list[Run], boards: list[str], suites: list[str]) -> dict[tuple[str, str], Cell]:
+    cells = {(b, s): Cell(b, s) for b in boards for s in suites}
+    for run in runs:
+        for test in run.data.tests if run.data else []:
+            key = (test.board or NO_BOARD, _suite(test))
+            cell = cells.setdefault(key, Cell(*key))
+            kind = classify(test)
+            cell.counts[kind] += 1
+            if kind not in ("passed", "skipped") and len(cell.messages) < 5:
+                cell.messages.append(f"{test.nodeid} [{run.label}]: {(test.message or test.outcome)[:300]}")
+    return cells
+
+
+def _cell_reasons(cells: dict[tuple[str, str], Cell], expected: set[tuple[str, str]]) -> list[Reason]:
+    reasons = []  # one per fault kind found in the cell, then the gap when nothing was judged
+    for (board, suite), cell in sorted(cells.items()):
+        c, state, first = cell.counts, cell.state, (cell.messages[0] if cell.messages else "")
+        if c["product"]:
+            reasons.append(Reason("product", f"{board} / {suite}: {c['product']} product failure(s): {first}",
+                                  board, suite))
+        if c["config"]:
+            reasons.append(Reason("config", f"{board} / {suite}: could not judge: {c['config']} test(s) with "
+                                            f"a configuration error", board, suite))
+        if c["infrastructure"]:
+            reasons.append(Reason("broken", f"{board} / {suite}: could not judge: board broken in "
+                                            f"{c['infrastructure']} test(s) (not a product failure)", board, suite))
+        if (board, suite) in expected and state in ("missing", "skipped"):
+            why = "no test ran" if state == "missing" else f"all {c['skipped']} test(s) skipped"
+            reasons.append(Reason("gap", f"{board} / {suite}: nothing judged ({why})", board, suite))
+    return reasons
+
+
+def _versions(runs: list[Run]) -> tuple[list[BoardVersions], list[Reason]]:
+    boards: dict[str, BoardVersions] = {}
+    reasons = []
+    for run in runs:
+        for name, entry in (run.data.boards if run.data else {}).items():
+            found = {c: ((entry.versions or {}).get(c) or {}).get("version") for c in VERSION_COMPONENTS}
+            bv = boards.get(name)
+            if bv is None:
+                bv = boards[name] = BoardVersions(name, entry.chip, entry.npu, entry.simulated, found=found)
+            else:
+                if entry.chip != bv.chip:
+                    bv.disagreements.append(f"chip {bv.chip} in {bv.runs[0]} vs {entry.chip} in {run.label}")
+                for comp in VERSION_COMPONENTS:
+                    a, b = bv.found.get(comp), found[comp]
+                    if a != b and not same_version(a, b):
+                        bv.disagreements.append(f"{comp} {a or 'unreadable'} in {bv.runs[0]} vs "
+                                                f"{b or 'unreadable'} in {run.label}")
+                        bv.variants.setdefault(comp, [f"{a or 'unreadable'} ({bv.runs[0]})"]).append(
+                            f"{b or 'unreadable'} ({run.label})")
+            bv.runs.append(run.label)
+            if entry.broken:
+                bv.broken.append(f"{run.label}: {entry.broken if isinstance(entry.broken, str) else 'broken'}")
+            matrix = entry.matrix
+            if not matrix:
+                bv.mismatches.append(f"versions not checked against the matrix in {run.label}")
+                bv.matrix_ok = False
+                continue
+            bv.toolkit, bv.expected = matrix.get("toolkit"), dict(matrix.get("expected") or {})
+            ok = bool(matrix.get("ok")) and not matrix.get("mismatches")
+            bv.matrix_ok = ok if bv.matrix_ok is None else (bv.matrix_ok and ok)
+            for m in matrix.get("mismatches") or []:
+                bv.mismatches.append(f"{m.get('component')}: expected {m.get('expected')}, found "
+                                     f"{m.get('found') or 'unreadable'} ({run.label}); fix: {m.get('fix', '')}")
+    for bv in boards.values():
+        for text in bv.broken:
+            reasons.append(Reason("broken", f"{bv.board}: could not judge: the board was broken in {text}", bv.board))
+        for text in bv.mismatches:
+            reasons.append(Reason("versions", f"{bv.board}: version mismatch: {text}", bv.board))
+        for text in bv.disagreements:
+            reasons.append(Reason("version-disagreement", f"{bv.board}: runs disagree on versions: {text}",
+                                  bv.board))
+    return sorted(boards.values(), key=lambda v: v.board), reasons
+
+
+def _latency(runs: list[Run], baselines: Any) -> tuple[list[LatencyRow], list[Reason]]:
+    rows, reasons = [], []
+    for run in runs:
+        for test in run.data.tests if run.data else []:
+            board = test.board or NO_BOARD
+            board_chip = run.data.boards.get(board).chip if board in run.data.boards else None
+            for entry in test.latency:
+                chip = entry.chip or board_chip or "(unknown chip)"
+                row = LatencyRow(board, chip, entry.model, entry.precision, run.label, dict(entry.stats),
+                                 dict(entry.budget or {}), list(entry.budget_problems), entry.regression_text)
+                if entry.baseline_problem:
+                    row.problems.append(f"the run's baseline is unusable: {entry.baseline_problem}")
+                where = f"{entry.model} on {board} ({chip}{', ' + entry.precision if entry.precision else ''})"
+                mean = entry.stats.get("mean_ms")
+                if not isinstance(mean, (int, float)) or not math.isfinite(mean):
+                    row.problems.append("no mean latency recorded")
+                elif baselines is not None:
+                    base = baselines.get(chip, entry.model, entry.precision, board)
+                    row.trend = [(p.run_id, p.mean_ms) for p in baselines.trend(chip, entry.model, entry.precision)]
+                    row.trend.append((run.label, float(mean)))
+                    if base is not None:
+                        row.baseline_mean, row.baseline_run = base.stats.get("mean_ms"), base.run_id
+                        try:
+                            current = LatencyStats(int(entry.stats.get("count") or 0), float(mean), 0.0, 0.0, 0.0,
+                                                   None, None, None)  # regression() reads the mean and count
+                            found = regression(current, base.stats)
+                        except ConfigError as exc:
+                            row.problems.append(f"baseline {base.run_id} unusable: {exc}")
+                        else:
+                            row.regression = found.message + f" (baseline {base.run_id})" if found else None
+                for text in row.problems + [t for t in (row.run_regression, row.regression) if t]:
+                    reasons.append(Reason("latency", f"{where}: {text}", board, _suite(test), run.label))
+                rows.append(row)
+    return rows, reasons
+
+
+def decide(runs: list[Run], *, baselines: Any = None, baseline_dir: str | None = None,
+           expect_boards: list[str] | None = None, expect_suites: list[str] | None = None) -> GateReport:
+    """Merge ``runs`` into one GateReport; ``baselines`` is a :class:`harness.report.baseline.BaselineStore`."""
+    if not runs:
+        raise ConfigError("no run to gate: name at least one run directory")
+    seen = [str(r.path.resolve()) for r in runs]
+    if len(set(seen)) != len(seen):
+        raise ConfigError(f"a run directory was given twice: {next(p for p in seen if seen.count(p) > 1)}")
+    boards = set(expect_boards or [])
+    suites = set(expect_suites or [])
+    for run in runs:
+        if run.data:
+            if not expect_boards:
+                boards |= set(run.data.boards) | {t.board for t in run.data.tests if t.board}
+            if not expect_suites:
+                suites |= {_suite(t) for t in run.data.tests}
+    cells = _cells(runs, sorted(boards), sorted(suites))
+    expected = {(b, s) for b in boards for s in suites}
+    reasons = [Reason("incomplete", f"run {run.label} ({run.path}) is incomplete: {run.problem}", run=run.label)
+               for run in runs if run.problem]
+    reasons += _cell_reasons(cells, expected)
+    versions, version_reasons = _versions(runs)
+    reasons += version_reasons
+    for board in sorted(boards - {v.board for v in versions} - {NO_BOARD}):
+        reasons.append(Reason("versions", f"{board}: no run recorded this board's versions", board))
+    latency, latency_reasons = _latency(runs, baselines)
+    reasons += latency_reasons
+    if not expected and not reasons:
+        reasons.append(Reason("gap", "the runs hold no test at all: nothing was judged"))
+    reasons.sort(key=lambda r: REASON_ORDER.index(r.kind))
+    return GateReport("NO-GO" if reasons else "GO", reasons, [r.summary() for r in runs],
+                      sorted({b for b, _ in cells} | boards), sorted({s for _, s in cells} | suites), cells,
+                      versions, latency, baseline_dir)
+
+
+def gate(paths: list[Path], *, baseline_dir: Path | None = None, expect_boards: list[str] | None = None,
+         expect_suites: list[str] | None = None) -> GateReport:
+    """Read the runs under ``paths`` (and the accepted baselines under ``baseline_dir``) and decide."""
+    from harness.report.baseline import load_baselines  # baseline.py imports load_run from here
+
+    runs = [load_run(Path(p)) for p in paths]
+    store = load_baselines(baseline_dir) if baseline_dir is not None else None
+    return decide(runs, baselines=store, baseline_dir=str(baseline_dir) if baseline_dir else None,
+                  expect_boards=expect_boards, expect_suites=expect_suites)

@@ -1,0 +1,123 @@
+"""gate.md: the gate's decision as Markdown for a merge request (GitLab and GitHub render the same tables).
+
+Why Markdown besides HTML: a merge request shows Markdown inline, so reviewers see the verdict and its reasons
+without opening an artifact. The text helpers here are shared with :mod:`harness.report.gate_html` so both
+documents say exactly the same thing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report.gate import VERSION_COMPONENTS, BoardVersions, Cell, GateReport, LatencyRow
+
+#: Marks every common font has (DejaVu, Liberation): a lab PC without an emoji font still shows them.
+STATE_MARK = {"passed": "✓", "failed": "✗", "broken": "⚠", "config": "⚙", "skipped": "–", "missing": "?"}
+STATE_WORDS = {"passed": "passed", "failed": "product failed", "broken": "could not judge (board broken)",
+               "config": "could not judge (config error)", "skipped": "all skipped", "missing": "not run"}
+
+
+#: Table headers of the version components ("chip" is what the board reported, beside the configured chip).
+COMPONENT_HEADERS = {"chip": "chip read", "rk_version": "firmware"}
+
+
+def component_header(name: str) -> str:
+    return COMPONENT_HEADERS.get(name, name)
+
+
+def found_text(v: BoardVersions, component: str) -> str:
+    """The version the runs read; every run's value when they disagree."""
+    if component in v.variants:
+        return " ≠ ".join(v.variants[component])
+    return v.found.get(component) or "unreadable"
+
+
+def fmt_ms(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
+def cell_text(cell: Cell) -> str:
+    """``passed 3`` / ``product failed 1 of 4``: the state and how many tests back it."""
+    c = cell.counts
+    total = sum(c.values())
+    if cell.state in ("passed", "skipped", "missing"):
+        n = c["passed"] if cell.state == "passed" else c["skipped"]
+        return STATE_WORDS[cell.state] + (f" {n}" if n else "")
+    bad = {"failed": c["product"], "config": c["config"], "broken": c["infrastructure"]}[cell.state]
+    return f"{STATE_WORDS[cell.state]} {bad} of {total}"
+
+
+def cell_of(report: GateReport, board: str, suite: str) -> Cell:
+    return report.cells.get((board, suite)) or Cell(board, suite)
+
+
+def budget_text(row: LatencyRow) -> str:
+    return ", ".join(f"{k} ≤ {v:g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                     for k, v in row.budget.items()) or "–"
+
+
+def change_text(row: LatencyRow) -> str:
+    mean, base = row.stats.get("mean_ms"), row.baseline_mean
+    if not isinstance(mean, (int, float)) or not isinstance(base, (int, float)) or base <= 0:
+        return "–"
+    return f"{(mean / base - 1) * 100:+.1f} %"
+
+
+def trend_text(row: LatencyRow) -> str:
+    return " → ".join(fmt_ms(mean) for _, mean in row.trend) or "–"
+
+
+def latency_status(row: LatencyRow) -> str:
+    return "ok" if row.ok else "; ".join(row.problems + [t for t in (row.run_regression, row.regression) if t])
+
+
+def _md(text: object) -> str:
+    """A table cell: pipes escaped, one line."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").strip() or "–"
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(report: GateReport) -> str:
+    mark = "✅" if report.go else "⛔"
+    out = [f"# Release gate: {mark} **{report.verdict}**", ""]
+    runs = ", ".join(r["label"] + ("" if r["complete"] else " (INCOMPLETE)") for r in report.runs)
+    out += [f"Runs: {runs}. Baseline: {report.baseline or 'none'}.", ""]
+    if report.reasons:
+        out += [f"## Why NO-GO ({len(report.reasons)})", ""]
+        out += [f"- **{r.kind}**: {_md(r.text)}" for r in report.reasons] + [""]
+    out += ["## Boards × suites", ""]
+    out += _table(["board"] + report.suites,
+                  [[board] + [f"{STATE_MARK[cell_of(report, board, s).state]} {cell_text(cell_of(report, board, s))}"
+                              for s in report.suites] for board in report.boards])
+    out += ["## Versions", ""]
+    out += _table(["board", "chip", "toolkit", *map(component_header, VERSION_COMPONENTS), "matrix", "runs"],
+                  [[v.board + (" (sim)" if v.simulated else ""), v.chip, v.toolkit,
+                    *[found_text(v, c) for c in VERSION_COMPONENTS],
+                    ("ok" if v.matrix_ok else "MISMATCH") + ("; RUNS DISAGREE" if v.disagreements else ""),
+                    ", ".join(v.runs)] for v in report.versions])
+    if report.latency:
+        out += ["## Latency (ms, on-board)", ""]
+        out += _table(["model", "chip", "precision", "board", "runs", "mean", "p50", "p90", "budget",
+                       "baseline mean", "change", "trend", "status"],
+                      [[r.model, r.chip, r.precision or "–", r.board, r.stats.get("count", "–"),
+                        fmt_ms(r.stats.get("mean_ms")), fmt_ms(r.stats.get("p50_ms")), fmt_ms(r.stats.get("p90_ms")),
+                        budget_text(r), fmt_ms(r.baseline_mean), change_text(r), trend_text(r),
+                        latency_status(r)] for r in report.latency])
+    out += ["## Runs", ""]
+    out += _table(["run", "host", "complete", "started", "finished", "boards", "tests", "path"],
+                  [[r["run_id"], r["host"] or "–", "yes" if r["complete"] else f"NO: {r['problem']}",
+                    r["started"] or "–", r["finished"] or "–", ", ".join(r["boards"]), r["tests"], r["path"]]
+                   for r in report.runs])
+    return "\n".join(out)
+
+
+def write_markdown(report: GateReport, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_markdown(report), encoding="utf-8")
+    return path

@@ -1,0 +1,157 @@
+"""``reports/<run-id>/results.json``: the machine-readable record of a run, written after every test.
+
+Why incrementally and atomically: a run on real boards can be cut short (a hung board, a CI job killed at its
+time limit, a power cut in the lab). The file is rewritten whole after each test into a temporary file and
+renamed over the old one, so a reader only ever sees a complete JSON document; ``"complete": false`` until
+the session ends normally tells a partial run from a finished one.
+
+Each failure carries a class from its exception (design principle 5, :mod:`harness.errors`): ``product`` (the
+firmware or model is wrong: a *failed* test), ``infrastructure`` (the board or the lab: *broken*), ``config``
+(the setup of the run: an *error*). A plain ``assert`` is a product failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import platform
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+OUTCOME_OF_CLASS = {"product": "failed", "infrastructure": "broken", "config": "error"}
+TIMEOUT_MARK = "from pytest-timeout"  # pytest-timeout's failure text: the test hung, not the product
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def harness_error(exc: BaseException | None) -> HarnessError | None:
+    """The HarnessError behind ``exc``: itself, or one it was raised from or while handling (pytest.fail in an
+    ``except BoardError`` block, as the board fixtures do)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, HarnessError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def failure_class(exc: BaseException, when: str = "call") -> str:
+    """``product``, ``infrastructure`` or ``config`` for an exception that failed a test phase."""
+    import pytest
+
+    found = harness_error(exc)
+    if found is not None:
+        return found.kind if found.kind in OUTCOME_OF_CLASS else "infrastructure"
+    if isinstance(exc, AssertionError):
+        return "product"
+    if isinstance(exc, pytest.fail.Exception):
+        if TIMEOUT_MARK in str(exc):
+            return "infrastructure"
+        return "product" if when == "call" else "infrastructure"
+    return "infrastructure"  # anything unexpected (OSError, a harness bug) cannot be blamed on the product
+
+
+def outcome_of(cls: str) -> str:
+    return OUTCOME_OF_CLASS.get(cls, "broken")
+
+
+def host_info() -> dict[str, str]:
+    import pytest
+
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": sys.version.split()[0],
+            "pytest": pytest.__version__, "pid": str(os.getpid())}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with NaN and infinities as strings and tuples as lists: strict JSON that every reader parses."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return jsonable(value.item())
+    return str(value)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON next to ``path`` and rename it over ``path`` (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(jsonable(data), handle, indent=2, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class ResultsWriter:
+    """The run's results.json: boards, their versions, every test's outcome; flushed after each change."""
+
+    def __init__(self, run_dir: Path, *, run_id: str, toolkit: str | None = None) -> None:
+        self.path = Path(run_dir) / RESULTS_FILE
+        self._lock = threading.Lock()
+        self.data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "run_id": run_id, "complete": False, "started": now_iso(),
+            "finished": None, "host": host_info(), "toolkit": toolkit, "boards": {}, "summary": {}, "tests": [],
+        }
+
+    def set_board(self, name: str, **info: Any) -> None:
+        """Add or update a board's entry (chip, npu, simulated, versions, matrix, broken); None values are kept
+        out so a later partial update never erases what an earlier one recorded."""
+        with self._lock:
+            entry = self.data["boards"].setdefault(name, {"versions": None, "matrix": None})
+            entry.update({k: v for k, v in info.items() if v is not None})
+
+    def board(self, name: str) -> dict[str, Any] | None:
+        return self.data["boards"].get(name)
+
+    def add_test(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.data["tests"].append(record)
+            summary = self.data["summary"]
+            summary[record["outcome"]] = summary.get(record["outcome"], 0) + 1
+
+    def flush(self) -> None:
+        with self._lock:
+            write_json_atomic(self.path, self.data)
+
+    def finish(self, exitstatus: int | None = None) -> None:
+        """Mark the run complete (the session ended normally) and write the file a last time."""
+        with self._lock:
+            self.data["complete"] = True
+            self.data["finished"] = now_iso()
+            self.data["exitstatus"] = None if exitstatus is None else int(exitstatus)
+        self.flush()
+
+
+def load_results(path: Path) -> dict[str, Any]:
+    """Read a results.json (used by tests and tools); raises ValueError for a file that is not one."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path} is not a npu-hil results.json of schema {SCHEMA_VERSION}")
+    return data
