@@ -59,7 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                            run_id=config.getoption("--run-id"), toolkit=config.getoption("--toolkit"))
     from harness.report.pytest_hooks import ReportHooks
 
-    config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
+    if not config.pluginmanager.has_plugin("npu-hil-report"):
+        config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -6,7 +6,7 @@ latency and golden evidence, and skip; each check below reads one kind of report
 PID after its first test, to show an interrupted run leaves a parseable, partial results.json. Every simulated
 board a run started is stopped by its supervisor PID (``api.down``) afterwards.
 
-The report hooks are registered by the generated conftest only when harness.plugin has not already done so.
+The report hooks are registered by harness.plugin itself, as in a real run.
 """
 
 from __future__ import annotations
@@ -34,14 +34,6 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT = 240  # a whole run, simulated boot included; a hung run fails instead of blocking CI
-REGISTER = '''
-
-def pytest_configure(config):
-    from harness.report.pytest_hooks import ReportHooks
-
-    if not config.pluginmanager.has_plugin("npu-hil-report"):
-        config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
-'''
 INVENTORY = """
 [defaults]
 toolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }
@@ -113,7 +105,7 @@ OUTCOMES = {  # test -> (results.json outcome, class, allure status)
 
 def make_lab(root: Path, tests: str) -> None:
     """A folder set up like the repository: the project's conftest (plus the report hooks), an ini, boards.toml."""
-    (root / "conftest.py").write_text((REPO / "conftest.py").read_text() + REGISTER)
+    (root / "conftest.py").write_text((REPO / "conftest.py").read_text())  # the plugin registers the hooks
     (root / "pytest.ini").write_text("[pytest]\ntimeout = 180\n")
     (root / "boards.toml").write_text(INVENTORY)
     (root / "test_evidence.py").write_text(tests)
