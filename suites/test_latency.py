@@ -25,11 +25,9 @@ def _claimable(stats) -> str:
     return ", ".join(parts) + f" over {stats.count} runs"
 
 
-def test_latency_within_budget_and_baseline(model_package, npu_run, golden_policy, record_property) -> None:
+def test_latency_within_budget_and_baseline(model_package, npu_run, golden_policy) -> None:
     run = npu_run(model_package)
     stats = run.stats
-    record_property("latency", stats.to_dict())
-    record_property("first_run_ms", run.first_run_ms)
     print(f"{model_package.name} on {run.board}: first run {run.first_run_ms} ms (apart); steady: "
           f"{_claimable(stats)}")
     problems = []
