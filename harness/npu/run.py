@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import BoardError, HarnessError, LinkTimeout, ProductError
+from harness.firmware.recovery import recover_board
 from harness.links.base import ShellResult
 from harness.npu import goldens
 from harness.npu.deploy import DEFAULT_MODEL_DIR, RemoteModel, push_atomic, push_model, remote_hashes
@@ -172,22 +173,6 @@ def capture_dmesg(board: Board, lines: int = 200) -> str:
         return board.shell(f"dmesg | tail -n {int(lines)}", timeout=20).stdout
     except HarnessError as exc:
         return f"(dmesg unavailable: {exc})"
-
-
-def recover_board(board: Board, reason: str) -> str:
-    """Reboot; if that fails power-cycle; if that fails mark the board broken. Returns what was done."""
-    try:
-        board.reboot()
-        return "rebooted"
-    except HarnessError as exc:
-        log.warning("%s: reboot after %s failed: %s", board.name, reason, exc)
-        first = str(exc)
-    try:
-        board.power_cycle()
-        return f"power-cycled (reboot failed: {first})"
-    except HarnessError as exc:
-        board.mark_broken(f"{reason}; reboot failed ({first}); power cycle failed ({exc})")
-        return f"marked broken (reboot failed: {first}; power cycle failed: {exc})"
 
 
 def hang(board: Board, package: ModelPackage, what: str) -> NpuHang:

@@ -27,7 +27,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from harness.errors import ConfigError
-from harness.report.gate import load_run
+from harness.report.gate_input import load_run
 
 DEFAULT_DIR = Path("reports") / "baselines"
 LOCK_TIMEOUT_S = 30.0

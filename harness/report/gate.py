@@ -26,135 +26,21 @@ counts, even if another run passed the same test: gate only the runs that make u
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
 from harness.npu.latency import LatencyStats, regression
 from harness.npu.versions import same_version
+from harness.report.gate_input import Run, TestEntry, load_run
 
-RESULTS_FILE = "results.json"
-SCHEMA = 1
 VERSION_COMPONENTS = ("driver", "rknn_server", "runtime", "chip", "kernel", "rk_version")
 #: Order in which reasons are listed: what a release manager must read first comes first.
 REASON_ORDER = ("incomplete", "product", "versions", "version-disagreement", "latency", "broken", "config", "gap")
 NO_BOARD = "(no board)"
-
-
-# ------------------------------------------------------------------------------------------------ the file
-class _Open(BaseModel):
-    """Unknown keys are kept, so a newer writer adding fields does not break an older gate."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-
-class LatencyEntry(_Open):
-    model: str
-    chip: str | None = None
-    precision: str | None = None
-    stats: dict[str, float | int | None]
-    budget: dict[str, Any] | None = None
-    budget_problems: list[str] = []
-    baseline: dict[str, Any] | None = None
-    regression: str | dict[str, Any] | None = None  # the writer stores latency.Regression as a dict
-    baseline_problem: str | None = None
-
-    @property
-    def regression_text(self) -> str | None:
-        if isinstance(self.regression, dict):
-            return str(self.regression.get("message") or self.regression)
-        return self.regression
-
-
-class TestEntry(_Open):
-    nodeid: str
-    board: str | None = None
-    suite: str | None = None
-    outcome: Literal["passed", "failed", "broken", "skipped", "error"]
-    klass: Literal["product", "infrastructure", "config"] | None = Field(None, alias="class")
-    duration: float | None = None
-    message: str | None = None
-    latency: list[LatencyEntry] = []
-    golden: list[Any] = []
-
-
-class BoardEntry(_Open):
-    chip: str | None = None
-    npu: str | None = None
-    simulated: bool = False
-    versions: dict[str, Any] | None = None
-    matrix: dict[str, Any] | None = None
-    broken: bool | str | None = None
-
-
-class ResultsFile(_Open):
-    run_id: str
-    started: str | None = None
-    finished: str | None = None
-    complete: bool
-    host: str | dict[str, Any] | None = None  # the writer stores hostname, platform, python, pid
-    boards: dict[str, BoardEntry] = {}
-    tests: list[TestEntry] = []
-
-    @property
-    def hostname(self) -> str | None:
-        return (self.host.get("hostname") or None) if isinstance(self.host, dict) else self.host
-
-
-@dataclass
-class Run:
-    """One run as read from disk; ``problem`` says why it cannot count as complete (None when it can)."""
-
-    path: Path
-    run_id: str
-    complete: bool
-    problem: str | None = None
-    data: ResultsFile | None = None
-
-    @property
-    def label(self) -> str:
-        host = self.data.hostname if self.data else None
-        return f"{self.run_id}@{host}" if host else self.run_id
-
-    def summary(self) -> dict[str, Any]:
-        d = self.data
-        return {"run_id": self.run_id, "label": self.label, "path": str(self.path), "complete": self.complete,
-                "problem": self.problem, "host": d.hostname if d else None, "started": d.started if d else None,
-                "finished": d.finished if d else None, "boards": sorted(d.boards) if d else [],
-                "tests": len(d.tests) if d else 0}
-
-
-def load_run(path: Path) -> Run:
-    """A run directory (or its results.json). A missing or truncated file is an interrupted run, not an error;
-    a file that is JSON but not our schema is a ConfigError (it is not a run of ours)."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"run directory {path} does not exist")
-    file = path if path.is_file() else path / RESULTS_FILE
-    name = path.name if path.is_dir() else path.parent.name
-    if not file.is_file():
-        return Run(path, name, False, f"no {RESULTS_FILE}: the run was interrupted before writing any result")
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Run(path, name, False, f"{RESULTS_FILE} is unreadable (interrupted while writing?): {exc}")
-    version = raw.get("schema_version", raw.get("schema")) if isinstance(raw, dict) else None
-    if version != SCHEMA:
-        raise ConfigError(f"{file}: results schema {version!r} is not supported (this gate reads {SCHEMA})")
-    try:
-        data = ResultsFile.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{file}: not a results file: {where}: {first['msg']}{more}") from None
-    problem = None if data.complete else "the run did not finish (complete: false): its results are partial"
-    return Run(path, data.run_id, data.complete, problem, data)
 
 
 # ------------------------------------------------------------------------------------------------ the report
