@@ -289,7 +289,8 @@ class AdbDaemon:
     def banner(self) -> bytes:
         p = self.ctx.profile
         props = {"ro.product.name": p.product, "ro.product.model": p.model, "ro.product.device": p.chip}
-        return wire.banner("device", props, FEATURES)
+        # "recovery" while the board runs its recovery system: ``adb devices`` then lists it as recovery
+        return wire.banner(self.ctx.extra.get("adb_state", "device"), props, FEATURES)
 
     def start(self) -> None:
         """Serve connections on background threads; returns at once."""

@@ -23,7 +23,8 @@ from harness.sim import state
 from harness.sim.profile import COMPONENTS, UnknownProfile
 from harness.sim.profile import load as load_profile
 
-READY_STATES = {"running", "halted"}
+#: States a board settles in after power-on (a boot-looping board passes through "boot-loop" every boot).
+READY_STATES = {"running", "halted", "recovery", "loader", "boot-loop"}
 FAILED_STATES = {"failed", "crashed", "down"}
 
 

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.sim import bootlog, firmware_update, ports, rootfs, state
 from harness.sim import faults as faults_mod
-from harness.sim import ports, rootfs, state
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate
 from harness.sim.kernel import Kernel
@@ -40,8 +40,9 @@ class BoardOS:
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
         config = state.read_json(state_dir / "config.json") or {}
-        self.base_profile = load_profile(config["profile"])
-        self.overrides: dict[str, str] = config.get("versions", {})
+        # an installed update's RK_VERSION and versions lie over the profile's, before the -mismatch faults
+        self.base_profile, self.overrides = firmware_update.apply_installed(
+            load_profile(config["profile"]), config.get("versions", {}), state_dir)
         self.faults = faults_mod.FaultSet(state_dir)
         self.profile = effective_profile(self.base_profile, self.overrides, self.faults.active())
         self.ctx = BoardContext(name=config["name"], profile=self.profile, root=state_dir / "root",
@@ -51,36 +52,58 @@ class BoardOS:
         self._server_stopped_applied = "server-stopped" in self.faults
 
     def _status(self, name: str, **extra: object) -> None:
-        state.write_json(self.dir / "status.json", {"state": name, "boot": int(os.environ.get("NPU_HIL_SIM_BOOT", 1)),
+        state.write_json(self.dir / "status.json", {"state": name, "boot": int(os.environ.get("NPU_HIL_SIM_BOOT", "1")),
                                                      "since": time.time(), "board_pid": os.getpid(), **extra})
 
-    def boot(self) -> bool:
+    def boot(self) -> str:
+        """Boot once; the state reached: running, halted, recovery or boot-loop."""
         from harness.sim.console import Console
         from harness.sim.npu import SimNpu
 
         root = self.ctx.root
         rootfs.clean_volatile(root)
         rootfs.write_versions(root, self.profile)
+        (root / "etc" / "version").write_text(f"RK_VERSION={self.profile.rk_version}\n")
         self.console = Console(self.ctx, int(os.environ["NPU_HIL_SIM_CONSOLE_FD"]))
         self.kernel = Kernel(self.ctx, console_write=self.console.write)
         self.gate = Gate(ports.listen_ephemeral())
         self.kernel.register(self.gate)
         SimNpu(self.ctx).register(self.gate)
+        firmware_update.UpdateEngine(self.ctx).register(self.gate)
         self.gate.start()
         self.kernel.populate(driver_version=self.profile.versions.driver, gate_address=self.gate.address)
-        from harness.sim.bootlog import kernel_lines
-        if not self.console.boot(kernel_lines(self.profile, self.profile.versions.driver), pace=0.5):
+        misc = firmware_update.recovery_request(self.dir)
+        if misc is not None:
+            return self._boot_recovery(misc)
+        loop = "boot-loop" in self.faults
+        if not self.console.boot(bootlog.kernel_lines(self.profile, self.profile.versions.driver), pace=0.5,
+                                 reset_after=bootlog.BOOT_LOOP_RESET_AFTER if loop else None):
+            if loop and not {"panic-at-boot", "boot-hang"} & set(self.faults.active()):
+                self._status("boot-loop")
+                return "boot-loop"
             reason = "panic" if "panic-at-boot" in self.faults else "boot-hang"
             self._status("halted", reason=reason)
-            return False
+            return "halted"
         if "server-stopped" not in self.faults:
             self.kernel.start_server()
         self._start_endpoints()
         self.console.serve_login()
         self._status("running")
-        return True
+        return "running"
 
-    def _start_endpoints(self) -> None:
+    def _boot_recovery(self, misc: dict) -> str:
+        """The misc partition says boot-recovery: recovery's kernel, its banner, adbd as "recovery", no sshd."""
+        lines = bootlog.recovery_kernel_lines(self.profile, self.profile.versions.driver)
+        init = bootlog.recovery_lines(misc.get("reason", "unknown"), misc.get("recovery", "").replace("\n", " "))
+        if not self.console.boot(lines, pace=0.5, init=init):
+            self._status("halted", reason="recovery boot stopped")
+            return "halted"
+        self.ctx.extra["adb_state"] = "recovery"
+        self._start_endpoints(ssh=False)
+        self._status("recovery", reason=misc.get("reason"))
+        return "recovery"
+
+    def _start_endpoints(self, *, ssh: bool = True) -> None:
         from harness.sim.adbd import AdbDaemon
         from harness.sim.sshd import SshDaemon
 
@@ -89,7 +112,7 @@ class BoardOS:
         sshd = SshDaemon(self.ctx, ports.listen(host, int(os.environ["NPU_HIL_SIM_SSH_PORT"])),
                          host_key_path=self.dir / "ssh_host_ecdsa_key", password=self.profile.root_password,
                          authorized_keys=self.ctx.root / "root" / ".ssh" / "authorized_keys")
-        for service in (adbd, sshd):
+        for service in (adbd, sshd) if ssh else (adbd,):
             service.start()
             self.services.append(service)
 
@@ -111,7 +134,13 @@ class BoardOS:
         self._server_stopped_applied = stopped
 
     def run(self) -> int:
-        booted = self.boot()
+        outcome = self.boot()
+        if outcome == "boot-loop":  # the board resets by itself: no "Restarting system", straight to U-Boot
+            self.console.stop()
+            self.gate.stop()
+            time.sleep(0.3)
+            return EXIT_REBOOT
+        booted = outcome == "running"
         reboot_after = self.faults.number("reboot-after") if booted else None
         started = time.monotonic()
         while True:
@@ -128,11 +157,27 @@ class BoardOS:
             service.stop()
         self.console.stop()
         self.gate.stop()
+        if mode == "power-loss":  # the power just went: nothing more reaches the console
+            return EXIT_REBOOT
+        if mode == "loader":
+            return self._loader()
         if mode == "poweroff":
             self.console.write("reboot: Power down\n")
             return EXIT_POWEROFF
         self.console.write("reboot: Restarting system\n")
         return EXIT_REBOOT
+
+    def _loader(self) -> int:
+        """``reboot loader``: the board leaves Linux for U-Boot's Rockusb and stays there until a power cycle.
+
+        adb and ssh are gone, as on a real board whose loader talks only USB; the process just waits to be
+        killed by the supervisor's power off (``npu-hil sim power NAME cycle`` brings Linux back).
+        """
+        self.console.write("reboot: Restarting system with command 'loader'\n")
+        self.console.write("".join(line + "\n" for line in bootlog.loader_lines(self.profile)))
+        self._status("loader")
+        while True:
+            time.sleep(3600)
 
 
 def main(argv: list[str]) -> int:

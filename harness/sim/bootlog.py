@@ -81,3 +81,29 @@ def init_lines(profile: Profile) -> list[str]:
 
 def stamp(seconds: float, message: str) -> str:
     return f"[{seconds:12.6f}] {message}"
+
+
+#: Kernel lines a recovery ramdisk does not print (it loads no NPU driver).
+NPU_DRIVER_WORDS = ("galcore", "rknpu")
+#: ``boot-loop``: the board resets right after this kernel line (init never runs).
+BOOT_LOOP_RESET_AFTER = "EXT4-fs (mmcblk0p7)"
+
+
+def recovery_kernel_lines(profile: Profile, driver_version: str) -> list[tuple[float, str]]:
+    return [(s, m) for s, m in kernel_lines(profile, driver_version)
+            if not any(w in m.lower() for w in NPU_DRIVER_WORDS)]
+
+
+def recovery_lines(reason: str, package: str) -> list[str]:
+    """What Rockchip's recovery prints when the misc partition holds ``boot-recovery`` (an update to finish)."""
+    return ["starting recovery...", "LOG_INFO: Boot command: boot-recovery", "LOG_INFO: Got arguments from boot message",
+            f"LOG_INFO: out->recovery = {package}", f"LOG_ERROR: last update did not finish ({reason})", "",
+            "*********************************************", "*      Rockchip Linux recovery mode         *",
+            "*  update interrupted: firmware not changed *", "*********************************************"]
+
+
+def loader_lines(profile: Profile) -> list[str]:
+    """U-Boot entering Rockusb (loader mode) after ``reboot loader``: the board now answers only on USB."""
+    return [f"U-Boot 2017.09 ({profile.rk_version.rsplit('_', 1)[-1]} - 10:00:00 +0800)", "",
+            f"Model: Rockchip {profile.chip.upper()} Evaluation Board", "boot mode: loader",
+            "enter Rockusb!", "RKUSB: LUN 0, dev 0, hwpart 0, sector 0x0, count 0x747c00"]

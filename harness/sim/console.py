@@ -116,11 +116,14 @@ class Console:
         return not self._stop.wait(max(0.0, seconds))
 
     # -- boot ----------------------------------------------------------------------------------------------
-    def boot(self, kernel_lines: Sequence[tuple[float, str]], *, pace: float = 0.6) -> bool:
+    def boot(self, kernel_lines: Sequence[tuple[float, str]], *, pace: float = 0.6,
+             init: Sequence[str] | None = None, reset_after: str | None = None) -> bool:
         """Print U-Boot, the kernel (timestamped) and init; True when the boot reached userspace.
 
         ``pace`` is the whole boot's duration: a quarter for U-Boot, half for the kernel (spread by the lines'
         own timestamps), a quarter for init. ``panic-at-boot`` and ``boot-hang`` stop the board here (False).
+        ``init`` replaces the normal system's init lines (recovery prints its own); ``reset_after`` ends the
+        boot (False) after the kernel line starting with it, as a board that resets there (``boot-loop``).
         """
         self._stop.clear()  # a new power-on after stop(); stop() during the boot still cuts it short
         profile = self.ctx.profile
@@ -143,10 +146,12 @@ class Console:
                 log.info("console: kernel panic at boot (fault panic-at-boot)")
                 return False
             self.write(bootlog.stamp(seconds, message) + "\n")
+            if reset_after is not None and message.startswith(reset_after):
+                return False
             if hang and message.startswith(hang_marker):
                 log.info("console: boot hangs after %r (fault boot-hang)", message)
                 return False
-        init = bootlog.init_lines(profile)
+        init = bootlog.init_lines(profile) if init is None else init
         for line in init:
             if not self._pause(pace * 0.25 / len(init)):
                 return False

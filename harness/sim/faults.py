@@ -35,6 +35,9 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("boot-hang", "boot never reaches the login prompt"),
     FaultKind("userdata-full", "/userdata has no free space"),
     FaultKind("reboot-after", "spontaneous reboot this many seconds after boot", "30"),
+    FaultKind("flash-power-loss", "power lost while updateEngine writes rootfs: the board comes back in recovery, "
+              "the old firmware still installed"),
+    FaultKind("boot-loop", "every boot resets after the kernel's early lines and boots again, forever"),
 )}
 
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from harness.sim import bootlog
+from harness.sim import bootlog, partitions
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate, GateReply, GateRequest
 
@@ -66,6 +66,7 @@ class Kernel:
         (self.proc / "sim-gate").write_text(gate_address + "\n")
         (self.proc / "mounts").write_text("/dev/root / ext4 rw,relatime 0 0\ntmpfs /tmp tmpfs rw 0 0\n"
                                           "/dev/mmcblk0p8 /userdata ext4 rw,relatime 0 0\n")
+        partitions.write(self.ctx.root, self.proc)
         self.write_driver_files(driver_version)
 
     def reload_driver(self, driver_version: str) -> None:
