@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     from harness.npu.pytest_options import addoption as add_model_options
 
     add_model_options(parser)
+    from harness.firmware.pytest_options import addoption as add_firmware_options
+
+    add_firmware_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:

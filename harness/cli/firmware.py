@@ -1,5 +1,9 @@
 """``npu-hil firmware inspect BOARD|IMAGE``: what a board runs, or what an update.img holds and whether it is sound.
 
+``npu-hil firmware flash BOARD IMAGE``: flash an update.img (OTA over adb/ssh, or USB Loader mode), follow the
+boot and check the board reports the image's versions. A bad image or a full /userdata is refused (exit 2)
+before anything touches the board.
+
 A path that exists is an image; anything else is a board name (from boards.toml, or sim-<profile>). A bad
 image ends with one line (not RKFW, truncated, wrong MD5, another chip's with --chip) and exit code 2.
 """
@@ -13,8 +17,12 @@ from typing import Any
 
 from harness.chips import chip as lookup_chip
 from harness.cli._boards import opened_board
+from harness.config.loader import load_inventory
 from harness.errors import ConfigError
+from harness.firmware.flash import UsbLoaderStrategy, flash, strategy_from_name
 from harness.firmware.inspect import inspect_board, inspect_image
+from harness.firmware.pytest_options import DEFAULT_STRATEGY, STRATEGIES
+from harness.firmware.rkfw import read_update_image
 
 
 def _inspect_target(args: argparse.Namespace) -> dict[str, Any]:
@@ -69,8 +77,46 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _partitions(values: list[str]) -> dict[str, str]:
+    parts = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--partition {value!r}: give NAME=FILE (e.g. boot=boot.img)")
+        parts[name] = path
+    return parts
+
+
+def _flash(args: argparse.Namespace) -> int:
+    if not Path(args.image).is_file():
+        raise ConfigError(f"{args.image}: no such update.img")
+    options: dict[str, Any] = {}
+    if args.strategy.startswith("usb"):
+        options = {"rkdeveloptool": args.rkdeveloptool, "partitions": _partitions(args.partition),
+                   "loader": args.loader, "location": args.usb_location}
+        if args.upgrade_tool:
+            options["upgrade_tool"] = args.upgrade_tool
+    strategy = strategy_from_name(args.strategy, **options)
+    # refuse a bad image or an unusable strategy before the board is opened (a simulated one started)
+    inventory_file = args.boards_file or ("boards.toml" if Path("boards.toml").exists() else None)
+    read_update_image(args.image, chip=load_inventory(inventory_file).get(args.board).chip)
+    if isinstance(strategy, UsbLoaderStrategy):
+        strategy.check()
+    board_args = argparse.Namespace(board=args.board, boards_file=args.boards_file, toolkit=None)
+    with opened_board(board_args) as board:
+        result = flash(board, args.image, strategy, progress=None if args.json else print)
+    if args.json:
+        print(json.dumps({"board": result.board, "strategy": result.strategy, "image": result.image.to_dict(),
+                          "rk_version": result.rk_version, "versions": result.versions,
+                          "boot_stages": result.boot_stages}, indent=2))
+    else:
+        print(f"{result.board} flashed with {Path(args.image).name} ({result.strategy}): "
+              f"RK_VERSION {result.rk_version}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("firmware", help="inspect firmware: a board's running release or an update.img",
+    p = sub.add_parser("firmware", help="firmware: inspect a board or an update.img, flash an update.img",
                        description="Firmware tools. `inspect` reads a board's RK_VERSION, kernel, NPU versions "
                                    "and partitions, or an update.img's RKFW header, MD5 and manifest.")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -82,3 +128,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     inspect.add_argument("--chip", metavar="CHIP", help="refuse an image (or board) of any other chip")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(func=_inspect)
+    fl = actions.add_parser("flash", help="flash an update.img onto a board and check it runs its versions",
+                            description="DESTRUCTIVE: rewrites the board's partitions. The image (RKFW, MD5, chip) "
+                                        "and /userdata's free space are checked before the board is touched.")
+    fl.add_argument("board", metavar="BOARD", help="board name (or sim-<profile>)")
+    fl.add_argument("image", metavar="IMAGE", help="update.img to flash")
+    fl.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY,
+                    help=f"how to flash (default {DEFAULT_STRATEGY})")
+    fl.add_argument("--boards-file", metavar="PATH", help="inventory file (default: ./boards.toml)")
+    fl.add_argument("--rkdeveloptool", default="rkdeveloptool", metavar="PATH", help="usb: rkdeveloptool to run")
+    fl.add_argument("--upgrade-tool", metavar="PATH", help="usb: run `upgrade_tool uf IMAGE` instead")
+    fl.add_argument("--partition", action="append", default=[], metavar="NAME=FILE",
+                    help="usb with rkdeveloptool: write FILE to partition NAME (repeatable)")
+    fl.add_argument("--loader", metavar="PATH", help="usb: loader.bin for `db` when the board is in Maskrom")
+    fl.add_argument("--usb-location", metavar="PORT", help="usb: the board's USB port path, e.g. 1-2.3")
+    fl.add_argument("--json", action="store_true", help="machine-readable output")
+    fl.set_defaults(func=_flash)

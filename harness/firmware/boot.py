@@ -23,10 +23,12 @@ STAGES: tuple[str, ...] = ("uboot", "kernel", "login", "shell")
 #: Default seconds each stage may take after the previous one (a real RK3588 U-Boot to kernel is ~3 s,
 #: kernel to login ~15 s; flashing boots repartition and resize, hence the margin).
 DEFAULT_DEADLINES: dict[str, float] = {"uboot": 60.0, "kernel": 30.0, "login": 90.0, "shell": 30.0}
-UBOOT = r"U-Boot 20\d\d\.\d\d"
+UBOOT = r"U-Boot 20\d\d\.\d\d"  # compiled with re.MULTILINE, like the others
 KERNEL = r"Booting Linux on physical CPU|Linux version \d"
-LOGIN = r"(?m)login: ?$"
-PANIC = r"(?m)^(?:\[\s*\d+\.\d+\]\s*)?Kernel panic - not syncing[^\n]*"
+LOGIN = r"login: ?$"
+PANIC = r"^(?:\[\s*\d+\.\d+\]\s*)?Kernel panic - not syncing[^\n]*"
+#: Rockchip's recovery (recovery.cpp) names the misc partition's command; its banner says "recovery mode".
+RECOVERY = r"Boot command: boot-recovery|Rockchip Linux recovery mode"
 EXCERPT_CHARS = 4000
 
 
@@ -36,6 +38,10 @@ class BootPanic(BoardError):
 
 class BootLoop(BoardError):
     """The U-Boot banner came back before the login prompt: the board keeps resetting itself."""
+
+
+class BootInRecovery(BoardError):
+    """The board booted into recovery (misc says boot-recovery: an update was interrupted), not its system."""
 
 
 class BootStageTimeout(BoardError):
@@ -101,7 +107,7 @@ class BootWatcher:
 
     def _stage(self, stage: str) -> None:
         wanted = {"uboot": UBOOT, "kernel": KERNEL, "login": LOGIN}[stage]
-        loop = f"|(?P<loop>{UBOOT})" if stage != "uboot" else ""
+        loop = f"|(?P<loop>{UBOOT})|(?P<recovery>{RECOVERY})" if stage != "uboot" else ""
         pattern = re.compile(f"(?P<panic>{PANIC})|(?P<stage>{wanted}){loop}", re.MULTILINE)
         deadline = self.deadlines[stage]
         try:
@@ -109,15 +115,19 @@ class BootWatcher:
         except LinkTimeout:
             raise self._fail(BootStageTimeout, f"boot stage {stage!r} not reached within {deadline:g} s") from None
         if match.group("panic"):
-            self._settle()
+            self._settle(r"---\[ end Kernel panic")
             raise self._fail(BootPanic, f"kernel panic during boot: {match.group('panic').strip()!r}")
+        if loop and match.group("recovery"):
+            self._settle(r"recovery mode[^\n]*\n(?:[^\n]*\n){2}")
+            raise self._fail(BootInRecovery, "the board booted into recovery, not its system (an update "
+                                             "was interrupted?)")
         if loop and match.group("loop"):
             raise self._fail(BootLoop, f"boot loop: U-Boot started again while waiting for the {stage} stage")
 
-    def _settle(self) -> None:
-        """Let the panic's backtrace reach the buffer (it ends with '---[ end Kernel panic'), for the excerpt."""
+    def _settle(self, end: str) -> None:
+        """Let the rest of a panic's backtrace or recovery's banner reach the buffer, for the excerpt."""
         try:
-            self.console.expect(r"---\[ end Kernel panic", 2.0, not_matching=[])
+            self.console.expect(end, 2.0, not_matching=[])
         except BoardError:
             pass
 
