@@ -11,47 +11,23 @@ import hashlib
 import os
 import shlex
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from support.opened import Opened, opened_sim_board
+
 from harness.board import Board
-from harness.config.loader import Inventory
-from harness.connect import open_board
 from harness.errors import BoardError, LinkDown, LinkTimeout
-from harness.links.adb_server import AdbServer
-from harness.sim import api
 
 ADB_PORT = 15130
 BOARD = "sim-rv1126"
 
 
-@dataclass
-class Opened:
-    board: Board
-    server: AdbServer
-
-
 @pytest.fixture(scope="module")
 def opened(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim-home")))  # never share a running board
-        run_dir = tmp_path_factory.mktemp("run")
-        server = AdbServer(port=ADB_PORT, home=run_dir / ".adb").start()
-        inventory = Inventory(path=None)
-        try:
-            board = open_board(inventory.get(BOARD), inventory, run_dir=run_dir, adb_server=server)
-        except BaseException:
-            api.down(BOARD)
-            server.stop()
-            raise
-        try:
-            yield Opened(board, server)
-        finally:
-            board.close()
-            api.down(BOARD)  # stops the supervisor and the board by PID
-            server.stop()
+    with opened_sim_board(tmp_path_factory, BOARD, ADB_PORT) as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from support.opened import opened_sim_board
 import usb.backend
 
 from harness.config.loader import Inventory
@@ -39,23 +41,8 @@ NEW = {"rknn_server": "1.6.0", "driver": "6.4.3.5.293908", "runtime": "1.6.0"}
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim-home")))
-        run_dir = tmp_path_factory.mktemp("run")
-        server = AdbServer(port=ADB_PORT, home=run_dir / ".adb").start()
-        inventory = Inventory(path=None)
-        try:
-            opened = open_board(inventory.get(BOARD), inventory, run_dir=run_dir, adb_server=server)
-        except BaseException:
-            api.down(BOARD)
-            server.stop()
-            raise
-        try:
-            yield opened
-        finally:
-            opened.close()
-            api.down(BOARD)
-            server.stop()
+    with opened_sim_board(tmp_path_factory, BOARD, ADB_PORT) as opened:
+        yield opened.board
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ order is shown on a recording stand-in board.
 from __future__ import annotations
 
 import pytest
+
+from support.opened import opened_sim_board
 from support.sim import read_json
 
-from harness.config.loader import Inventory
-from harness.connect import open_board
 from harness.errors import BoardError, LinkTimeout
 from harness.firmware.recovery import recover, recover_board
-from harness.links.adb_server import AdbServer
 from harness.sim import api, state
 
 ADB_PORT = 15162
@@ -25,23 +24,8 @@ BOARD = "sim-rv1126"
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim-home")))
-        run_dir = tmp_path_factory.mktemp("run")
-        server = AdbServer(port=ADB_PORT, home=run_dir / ".adb").start()
-        inventory = Inventory(path=None)
-        try:
-            opened = open_board(inventory.get(BOARD), inventory, run_dir=run_dir, adb_server=server)
-        except BaseException:
-            api.down(BOARD)
-            server.stop()
-            raise
-        try:
-            yield opened
-        finally:
-            opened.close()
-            api.down(BOARD)
-            server.stop()
+    with opened_sim_board(tmp_path_factory, BOARD, ADB_PORT) as opened:
+        yield opened.board
 
 
 def boot_count(board) -> int:

@@ -155,9 +155,9 @@ def test_power_loss_while_flashing_leaves_the_board_in_recovery_with_the_old_rel
     with open_console(board.endpoints, tmp_path / "console.log") as console:
         try:
             cut = board.sh(UPDATE + " --reboot", timeout=30)
-            # the board died under the command: its output stops mid-write. adb's exit status says nothing
-            # here (the client reports 0 for a shell whose connection closed without an exit packet)
-            assert "Writing rootfs: 25 % complete" in cut.stdout, cut.stdout + cut.stderr
+            # the board died under the command: its output stops mid-write (how much of it reached the host
+            # before the power went is a race, so only its end is checked). adb's exit status says nothing here
+            # (the client reports 0 for a shell whose connection closed without an exit packet)
             assert "rootfs: 50" not in cut.stdout and "rk ota success" not in cut.stdout, cut.stdout
         finally:
             api.fault(board.name, "flash-power-loss", clear=True)
