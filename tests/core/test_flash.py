@@ -16,12 +16,11 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from support.opened import opened_sim_board
-import usb.backend
+from support.usb import ScriptedBus, descriptor
 
 from harness.config.loader import Inventory
 from harness.connect import open_board
@@ -146,33 +145,6 @@ def test_board_refusing_the_image_is_a_product_error(board, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ USB
-def descriptor(vid: int, pid: int, *, bus: int, address: int, ports: tuple[int, ...], bcd_usb: int) -> SimpleNamespace:
-    """A device descriptor with the fields libusb1's backend fills (pyusb copies each one onto Device)."""
-    return SimpleNamespace(
-        bLength=18, bDescriptorType=1, bcdUSB=bcd_usb, bDeviceClass=0, bDeviceSubClass=0, bDeviceProtocol=0,
-        bMaxPacketSize0=64, idVendor=vid, idProduct=pid, bcdDevice=0x0100, iManufacturer=1, iProduct=2,
-        iSerialNumber=0, bNumConfigurations=1, bus=bus, address=address, port_number=ports[-1],
-        port_numbers=ports, speed=3)
-
-
-class ScriptedBus(usb.backend.IBackend):
-    """A pyusb backend showing ``snapshots[i]`` on the i-th enumeration (the last one stays): the board
-    appears on the bus a moment after ``reboot loader``, as a real one does."""
-
-    def __init__(self, *snapshots: list[SimpleNamespace]) -> None:
-        super().__init__()
-        self.snapshots = [list(s) for s in snapshots]
-        self.enumerations = 0
-
-    def enumerate_devices(self):
-        shown = self.snapshots[min(self.enumerations, len(self.snapshots) - 1)]
-        self.enumerations += 1
-        return iter(shown)
-
-    def get_device_descriptor(self, dev):
-        return dev
-
-
 RV1126_LOADER = descriptor(0x2207, 0x110B, bus=3, address=4, ports=(1,), bcd_usb=0x0201)
 
 

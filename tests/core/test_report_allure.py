@@ -3,6 +3,7 @@ to install it when it is missing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,12 +19,15 @@ def _npu_hil(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
 
 
 def _allure_results(tmp_path: Path) -> Path:
-    (tmp_path / "test_sample.py").write_text("def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n")
+    (tmp_path / "test_sample.py").write_text("def test_ok():\n    pass\n\ndef test_bad():  # fails on purpose: the report must show it\n"
+        "    assert sorted([2, 1]) == [2, 1]\n")
     results = tmp_path / "allure-results"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
                     "-c", "/dev/null", f"--alluredir={results}", "test_sample.py"], cwd=tmp_path,
                    capture_output=True, text=True, timeout=120)
-    assert len(list(results.glob("*-result.json"))) == 2
+    statuses = {json.loads(p.read_text())["name"]: json.loads(p.read_text())["status"]
+                for p in results.glob("*-result.json")}
+    assert statuses == {"test_ok": "passed", "test_bad": "failed"}
     return results
 
 

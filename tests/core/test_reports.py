@@ -57,7 +57,8 @@ def test_passes(board, board_versions, version_verdict):
 
 def test_assertion(board):
     board.console.run("echo EVIDENCE-$((6*7))", timeout=30)
-    assert 1 + 1 == 3, "the product is wrong on purpose"
+    result = board.shell("echo 41")
+    assert result.stdout.strip() == "42", "the product is wrong on purpose"  # this generated test must fail
 
 
 def test_board_error(board):

@@ -7,7 +7,6 @@ Device objects and matching, our discovery, mode rules, polling) runs for real.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import pytest
 import usb.backend
@@ -18,33 +17,7 @@ from hypothesis import strategies as st
 from harness.chips import load_chips
 from harness.errors import BoardError, ConfigError, LinkDown, LinkTimeout
 from harness.links.usb import (UsbLink, device_mode, find_rockchip_devices, parse_rkdeveloptool_ld)
-
-
-def descriptor(vid: int, pid: int, *, bus: int, address: int, ports: tuple[int, ...] | None,
-               bcd_usb: int = 0x0200) -> SimpleNamespace:
-    """A device descriptor with the fields libusb1's backend fills (pyusb copies each one onto Device)."""
-    return SimpleNamespace(
-        bLength=18, bDescriptorType=1, bcdUSB=bcd_usb, bDeviceClass=0, bDeviceSubClass=0, bDeviceProtocol=0,
-        bMaxPacketSize0=64, idVendor=vid, idProduct=pid, bcdDevice=0x0100, iManufacturer=1, iProduct=2,
-        iSerialNumber=0, bNumConfigurations=1, bus=bus, address=address,
-        port_number=ports[-1] if ports else None, port_numbers=ports, speed=3)
-
-
-class ScriptedBus(usb.backend.IBackend):
-    """A pyusb backend whose bus shows ``snapshots[i]`` on the i-th enumeration (the last one stays)."""
-
-    def __init__(self, *snapshots: list[SimpleNamespace]) -> None:
-        super().__init__()
-        self.snapshots = [list(s) for s in snapshots] or [[]]
-        self.enumerations = 0
-
-    def enumerate_devices(self):
-        shown = self.snapshots[min(self.enumerations, len(self.snapshots) - 1)]
-        self.enumerations += 1
-        return iter(shown)
-
-    def get_device_descriptor(self, dev):
-        return dev
+from support.usb import ScriptedBus, descriptor
 
 
 HUB = descriptor(0x1D6B, 0x0002, bus=1, address=1, ports=None)
