@@ -48,3 +48,8 @@ class ProductError(HarnessError):
     """The thing under test is wrong: versions that do not belong together, outputs that differ."""
 
     kind = "product"
+
+
+class BoardBusy(BoardError):
+    """Another run holds the board (a file lock on this host, or a labgrid place acquired elsewhere) and it was not
+    released within ``--board-wait`` seconds; the message names the holder (user, host, pid, since when)."""
