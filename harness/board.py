@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,9 @@ class Board:
         self.history: list[ShellResult] = []
         self.broken: str | None = None
         self.owns_simulator = False
+        #: ``relink(name) -> link``: reopens a link that went down on the board's current address (a labgrid
+        #: place's console moves to a new port when its exporter restarts); None: links are fixed.
+        self.relink: Callable[[str], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Board {self.name} chip={self.chip.name} links={','.join(self.link_order)}>"
@@ -96,7 +100,27 @@ class Board:
 
     def _run_on(self, name: str, command: str, timeout: float) -> ShellResult:
         link = self.link(name)
+        try:
+            return link.run(command, timeout) if name == "console" else link.shell(command, timeout)
+        except LinkDown as exc:
+            if self.relink is None:
+                raise
+            self.log.warning("%s: %s link down (%s): resolving its address again", self.name, name, exc)
+        link = self._replace_link(name)
         return link.run(command, timeout) if name == "console" else link.shell(command, timeout)
+
+    def _replace_link(self, name: str) -> Any:
+        """Swap in the link ``relink`` reopens (its error becomes LinkDown, so shell() still falls back)."""
+        assert self.relink is not None
+        try:
+            self.links[name].close()
+        except Exception as exc:  # noqa: BLE001 - the old link is dead anyway
+            self.log.debug("%s: closing the dead %s link: %s", self.name, name, exc)
+        try:
+            self.links[name] = self.relink(name)
+        except HarnessError as exc:
+            raise LinkDown(f"{name} link down and not back: {exc}") from None
+        return self.links[name]
 
     def command_links(self) -> list[str]:
         return [n for n in self.link_order if n in ("adb", "ssh", "console")]

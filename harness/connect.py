@@ -2,13 +2,16 @@
 
 This is the only place that knows a board may be simulated: a simulated board's entry is resolved into the same
 links a real one has (a pty path for the console, an adb network address, an ssh host and key), after which
-nothing differs.
+nothing differs. A labgrid place board (``place = ...``) is resolved the same way from the acquired place's
+resources (harness.lab.labgrid.place), and may re-resolve a link that went down (the exporter restarted).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,12 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
         endpoints, started = start_simulator(spec, owner_pid=owner_pid if owner_pid is not None else os.getpid())
         settings = _sim_links_spec(spec, endpoints, board_dir)
         power = make_power({"type": "sim"}, spec.name)
+    elif spec.is_place:
+        from harness.lab.labgrid.place import resolve_links
+
+        settings = resolve_links(spec, inventory, board_dir)
+        power = make_power(dict(spec.power), spec.name)
+        started = False
     else:
         settings = {"serial": spec.serial, "adb": spec.adb and spec.adb.model_dump(),
                     "ssh": spec.ssh and spec.ssh.model_dump()}
@@ -89,6 +98,8 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
                   toolkit=inventory.toolkit_for(spec, chip.npu), command_timeout=defaults.command_timeout,
                   boot_timeout=defaults.boot_timeout, simulated=spec.is_simulated, log=logger)
     board.owns_simulator = started
+    if spec.is_place:
+        board.relink = _place_relinker(spec, inventory, board_dir, chip=chip, timeout=timeout, logger=logger)
     if problems:
         board.close()
         if started:
@@ -97,6 +108,32 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
             api.down(spec.name)
         raise BoardError(f"board {spec.name} failed its health check: " + "; ".join(problems))
     return board
+
+
+def _place_relinker(spec: BoardSpec, inventory: Inventory, board_dir: Path,
+                    **open_args: Any) -> Callable[[str], Any]:
+    """For a labgrid place: reopen a link that went down on the place's current address. An exporter restart
+    moves the console to a new ser2net port within seconds, so resolve again until the link opens (bounded)."""
+    from harness.lab.labgrid.place import RERESOLVE_TIMEOUT_S, resolve_links
+
+    opener = {"console": (_open_console, "serial"), "adb": (_open_adb, "adb"), "ssh": (_open_ssh, "ssh")}
+
+    def relink(name: str) -> Any:
+        open_link, key = opener[name]
+        deadline = time.monotonic() + RERESOLVE_TIMEOUT_S
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                settings = resolve_links(spec, inventory, board_dir)
+                if not settings.get(key):
+                    raise BoardError(f"{name}: the place no longer exports it")
+                return open_link(settings[key], board_dir=board_dir, adb_server=None, **open_args)
+            except HarnessError as exc:
+                last = exc
+                time.sleep(0.5)
+        raise BoardError(f"{name}: still down {RERESOLVE_TIMEOUT_S:g} s after resolving the place again: {last}")
+
+    return relink
 
 
 def _board_logger(name: str, board_dir: Path) -> logging.Logger:

@@ -5,19 +5,28 @@ library; the fixtures themselves live in ``fixtures/`` (loaded by the project's 
 
     pytest --board sim-rv1126 suites/          # one simulated board
     pytest --board rv1126 suites/              # the one board in boards.toml whose chip is rv1126
-    pytest --board-tag nightly suites/         # every board tagged nightly
+    pytest --board-tag nightly suites/         # every board tagged nightly: each test runs once per board
+    pytest -n auto --board-tag nightly suites/ # the same, one pytest-xdist worker per board (in parallel)
+
+With several boards, every test that uses the ``board`` fixture (directly or through other fixtures) is
+parametrized by board (``test_x[sim-rk3588]``); with one board node ids keep no suffix. A board is locked
+(:mod:`harness.lab.locks`) from the moment a run opens it until the run ends, so two runs never share one.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness.config.loader import Inventory, load_inventory
+from harness.config.models import BoardSpec
 from harness.errors import ConfigError, HarnessError
-from harness.session import RunSession
+from harness.lab import xdist_boards
+from harness.session import RunSession, new_run_id
 
 SESSION_KEY = pytest.StashKey[RunSession]()
 MARK_KEY = pytest.StashKey[float]()
@@ -37,6 +46,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="RKNN toolkit release under test (overrides boards.toml)")
     group.addoption("--reports-dir", default=None, metavar="DIR", help="where runs write evidence (default: reports/)")
     group.addoption("--run-id", default=None, help="name of this run's report folder (default: date-time-pid)")
+    group.addoption("--lock-dir", default=None, metavar="DIR",
+                    help="where board locks live, shared by every user of the host (default: $NPU_HIL_LOCK_DIR, "
+                         "else /tmp/npu-hil-locks; simulated boards: $NPU_HIL_SIM_HOME/.locks)")
+    group.addoption("--board-wait", default=0.0, type=_seconds, metavar="SECONDS",
+                    help="how long to wait for a board another run holds (default: 0 = fail at once, naming "
+                         "the holder)")
     from harness.npu.pytest_options import addoption as add_model_options
 
     add_model_options(parser)
@@ -45,25 +60,94 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_firmware_options(parser)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 to 86399 seconds")
+    return value
+
+
+def selected_boards(config: pytest.Config) -> tuple[Inventory, list[BoardSpec]]:
+    """The inventory and the boards --board / --board-tag select (ConfigError for a bad inventory or name)."""
+    boards_file = config.getoption("--boards-file")
+    default_file = Path(config.rootpath) / "boards.toml"
+    inventory = load_inventory(boards_file or (default_file if default_file.exists() else None))
+    return inventory, inventory.select(config.getoption("--board"), config.getoption("--board-tag"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chip(*names): run only on boards with one of these chips")
     config.addinivalue_line("markers", "npu(generation): run only on rknpu1 or rknpu2 boards")
     config.addinivalue_line("markers", "needs(*links): run only on boards that have these links (console, adb, ssh, usb)")
     config.addinivalue_line("markers", "destructive: changes the board's firmware; runs only when selected")
-    boards_file = config.getoption("--boards-file")
-    default_file = Path(config.rootpath) / "boards.toml"
     try:
-        inventory = load_inventory(boards_file or (default_file if default_file.exists() else None))
-        specs = inventory.select(config.getoption("--board"), config.getoption("--board-tag"))
+        inventory, specs = selected_boards(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     reports = Path(config.getoption("--reports-dir") or Path(config.rootpath) / "reports")
-    config.stash[SESSION_KEY] = RunSession(inventory=inventory, specs=specs, reports_dir=reports,
-                                           run_id=config.getoption("--run-id"), toolkit=config.getoption("--toolkit"))
+    role = xdist_boards.role(config)
+    run_id = xdist_boards.controller_run_id(config) or config.getoption("--run-id") or new_run_id()
+    if role == "controller":
+        config.option.run_id = run_id  # and pytest_configure_node hands it to every worker
+    config.stash[SESSION_KEY] = RunSession(inventory=inventory, specs=specs, reports_dir=reports, run_id=run_id,
+                                           toolkit=config.getoption("--toolkit"),
+                                           lock_dir=config.getoption("--lock-dir"),
+                                           board_wait=config.getoption("--board-wait"))
+    if role != "worker" and not (config.option.collectonly or config.option.help):
+        _preflight(config.stash[SESSION_KEY])
     from harness.report.pytest_hooks import ReportHooks
 
     if not config.pluginmanager.has_plugin("npu-hil-report"):
         config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
+
+
+def _preflight(session: RunSession) -> None:
+    """Every selected board's lock can be taken (lock dir usable, labgrid place known and reachable) before any
+    test: a lab problem is one line and no test runs, instead of N broken tests."""
+    for spec in session.specs:
+        try:
+            session.lock_of(spec).check()
+        except HarnessError as exc:
+            raise pytest.UsageError(f"board {spec.name}: {exc}") from None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: every worker writes into this run's folder (its run id, not one of its own)."""
+    node.workerinput[xdist_boards.RUN_ID_KEY] = run_session(node.config).run_id
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own (the CPU count)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: one worker per selected board (xdist's CPU count when no board is selected)."""
+    try:
+        count = len(selected_boards(config)[1])
+    except ConfigError:
+        return None  # pytest_configure reports it as a usage error
+    return count or None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Every test of a board on one worker (see :mod:`harness.lab.xdist_boards`), whatever --dist says."""
+    session = config.stash.get(SESSION_KEY, None)
+    if session is None or not session.specs:
+        return None
+    return xdist_boards.make_scheduler(config, log, [s.name for s in session.specs])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker lets its boards go here, not in unconfigure: the controller terminates workers 10 s after
+    they report finished, which may cut a slow cleanup (16 boards on 2 cores) short. Runs after the report hooks
+    (which still probe the open boards)."""
+    from harness.lab.xdist_boards import role
+
+    if role(session.config) == "worker":
+        run_session(session.config).close()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -84,8 +168,25 @@ def run_session(config: pytest.Config) -> RunSession:
     return config.stash[SESSION_KEY]
 
 
+def item_board(item: pytest.Item) -> str | None:
+    """The board this test instance runs on: its ``board`` parameter, or the only selected board."""
+    callspec = getattr(item, "callspec", None)
+    name = callspec.params.get("board") if callspec is not None else None
+    if name is not None:
+        return str(name)
+    specs = run_session(item.config).specs
+    return specs[0].name if len(specs) == 1 else None
+
+
+def item_specs(item: pytest.Item) -> list[BoardSpec]:
+    """The boards a test instance concerns: its own board, or every selected board for a test without one."""
+    specs = run_session(item.config).specs
+    name = item_board(item)
+    return [s for s in specs if s.name == name] if name is not None else list(specs)
+
+
 def _spec_links(spec) -> set[str]:
-    if spec.is_simulated:
+    if spec.is_simulated or spec.is_place:  # links come from the simulator or the place, not from boards.toml
         return {"console", "adb", "ssh"}
     return {name for name, key in (("console", "serial"), ("adb", "adb"), ("ssh", "ssh"), ("usb", "usb"))
             if getattr(spec, key) is not None}
@@ -109,15 +210,12 @@ def mismatch_reason(item: pytest.Item, spec, npu: str) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     from harness.chips import chip as lookup_chip
 
-    session = run_session(config)
-    if not session.specs:
+    if not run_session(config).specs:
         return
-    spec = session.specs[0]
-    npu = lookup_chip(spec.chip).npu
-    for item in items:
-        reason = mismatch_reason(item, spec, npu)
-        if reason:
-            item.add_marker(pytest.mark.skip(reason=reason))
+    for item in items:  # a test without a board of its own is skipped only when no selected board fits it
+        reasons = [mismatch_reason(item, spec, lookup_chip(spec.chip).npu) for spec in item_specs(item)]
+        if reasons and all(reasons):
+            item.add_marker(pytest.mark.skip(reason=reasons[0]))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -137,9 +235,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.failed and report.when in ("setup", "call"):
         _add_diagnosis(item, report)
-    session = run_session(item.config)
     since = item.stash.get(MARK_KEY, None)
-    for name, board in session.boards.items():
+    for name, board in item_boards(item):
         if not board.has_link("console"):
             continue
         if report.failed:  # the report pytest prints for this failure (setup, call or teardown) gets the excerpt
@@ -150,14 +247,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+def item_boards(item: pytest.Item) -> list[tuple[str, Any]]:
+    """(name, Board) of the opened boards this test concerns (never another board's console)."""
+    opened = run_session(item.config).boards
+    return [(s.name, opened[s.name]) for s in item_specs(item) if s.name in opened]
+
+
 def _add_diagnosis(item: pytest.Item, report: pytest.TestReport) -> None:
     """Match the failure's text and the board's console against the manual's failure signatures."""
     from harness.npu.diagnose import diagnose, format_diagnoses
 
     texts = [str(report.longrepr)]
-    session = run_session(item.config)
     since = item.stash.get(MARK_KEY, None)
-    texts += [b.console.excerpt(since=since) for b in session.boards.values() if b.has_link("console")]
+    texts += [b.console.excerpt(since=since) for _, b in item_boards(item) if b.has_link("console")]
     found = diagnose(*texts)
     if found:
         report.sections.append(("diagnosis (npu-hil)", format_diagnoses(found)))

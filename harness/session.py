@@ -2,6 +2,8 @@
 
 Boards open lazily (the first test that needs one) and once per run; a board that fails to open is remembered
 as broken so every later request fails at once with the same diagnosis instead of retrying for minutes.
+A board is locked (:mod:`harness.lab.locks`) before it is opened and released after it is closed, so two runs
+(two users, two CI jobs, two xdist workers) never drive one board at the same time.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from harness.config.loader import Inventory
 from harness.config.models import BoardSpec
 from harness.connect import open_board
 from harness.errors import BoardError, HarnessError
+from harness.lab.locks import BoardLock, lock_for
 
 log = logging.getLogger("npu-hil.session")
 
@@ -35,7 +38,7 @@ def new_run_id() -> str:
 
 class RunSession:
     def __init__(self, *, inventory: Inventory, specs: list[BoardSpec], reports_dir: Path, run_id: str | None = None,
-                 toolkit: str | None = None) -> None:
+                 toolkit: str | None = None, lock_dir: str | Path | None = None, board_wait: float = 0.0) -> None:
         self.inventory = inventory
         self.specs = specs
         self.run_id = run_id or new_run_id()
@@ -45,6 +48,15 @@ class RunSession:
         self.failures: dict[str, str] = {}
         self._adb_server: Any = None
         self._started_sims: list[str] = []
+        self.lock_dir = lock_dir
+        self.board_wait = board_wait
+        self.locks: dict[str, BoardLock] = {}
+
+    def lock_of(self, spec: BoardSpec) -> BoardLock:
+        """The lock this run takes (or took) for ``spec``."""
+        if spec.name not in self.locks:
+            self.locks[spec.name] = lock_for(spec, self.inventory, lock_dir=self.lock_dir, run_id=self.run_id)
+        return self.locks[spec.name]
 
     def adb_server(self) -> Any:
         """The run's own adb server (started on first use, on a free port, with its own HOME)."""
@@ -63,13 +75,16 @@ class RunSession:
         if name not in self.boards:
             spec = next(s for s in self.specs if s.name == name)
             needs_adb = spec.is_simulated or spec.adb is not None
+            lock = self.lock_of(spec)
             try:
+                lock.acquire(self.board_wait)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 board = open_board(spec, self.inventory, run_dir=self.run_dir,
                                    adb_server=self.adb_server() if needs_adb and not (spec.adb and spec.adb.server)
                                    else None)
             except HarnessError as exc:
                 self.failures[name] = str(exc)
+                lock.release()  # a board we could not open is free for whoever can
                 raise
             if self.toolkit:
                 board.toolkit = self.toolkit
@@ -79,17 +94,27 @@ class RunSession:
         return self.boards[name]
 
     def close(self) -> None:
-        for board in self.boards.values():
-            board.close()
-        self.boards.clear()
-        if self._started_sims:
-            from harness.sim import api
+        """Close the boards, stop the simulators this run started, then let the boards go (also after Ctrl-C:
+        pytest_unconfigure calls this)."""
+        try:
+            for board in self.boards.values():
+                board.close()
+            self.boards.clear()
+            if self._started_sims:
+                from harness.sim import api
 
-            for name in self._started_sims:
+                for name in self._started_sims:
+                    try:
+                        api.down(name)
+                    except HarnessError as exc:
+                        log.warning("stopping simulated board %s: %s", name, exc)
+                self._started_sims.clear()
+            if self._adb_server is not None:
+                self._adb_server.stop()
+                self._adb_server = None
+        finally:
+            for name, lock in self.locks.items():
                 try:
-                    api.down(name)
+                    lock.release()
                 except HarnessError as exc:
-                    log.warning("stopping simulated board %s: %s", name, exc)
-        if self._adb_server is not None:
-            self._adb_server.stop()
-            self._adb_server = None
+                    log.warning("releasing the lock of %s: %s", name, exc)

@@ -7,6 +7,7 @@ no inventory at all.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from harness.config.models import BoardSpec, Defaults
 from harness.errors import ConfigError
 
 SIM_PREFIX = "sim-"
+#: Names the board a ``--board-tag`` reservation gets, e.g. ``reserved-soc=rk3588``: not a place name, since
+#: which place the coordinator hands out is only known once it is acquired.
+RESERVED_PREFIX = "reserved-"
 
 
 def _describe(value: Any) -> str:
@@ -38,7 +42,10 @@ def _format_errors(source: str, where: str, exc: ValidationError) -> str:
 
 
 def _implicit_sim(name: str) -> BoardSpec | None:
-    from harness.sim.profile import known_profiles, load  # data only: the simulator is not started here
+    from harness.sim.profile import (  # data only: the simulator is not started here
+        known_profiles,
+        load,
+    )
 
     profile = name.removeprefix(SIM_PREFIX)
     if not name.startswith(SIM_PREFIX) or profile not in known_profiles():
@@ -87,11 +94,56 @@ class Inventory:
                 if all(_has_tag(spec, t) for t in tags):
                     chosen.setdefault(spec.name, spec)
             if not chosen:
-                raise ConfigError(f"no board in {self.path} has tag(s) {', '.join(tags)}")
+                reservation = self._reservation(tags)
+                if reservation is None:
+                    raise ConfigError(f"no board in {self.path} has tag(s) {', '.join(tags)}")
+                chosen[reservation.name] = reservation
         return list(chosen.values())
+
+    def _reservation(self, tags: list[str]) -> BoardSpec | None:
+        """With a coordinator configured, ``--board-tag soc=rk3588`` that no inventory board matches means
+        "any labgrid place with these tags": a board that reserves one (None without a coordinator)."""
+        if self.default_coordinator() is None:
+            return None
+        bad = [t for t in tags if "=" not in t]
+        if bad:
+            raise ConfigError(f"no board in {self.path or 'the inventory'} has tag(s) {', '.join(tags)}; to reserve "
+                              f"a labgrid place every --board-tag must be KEY=VALUE (e.g. soc=rk3588), "
+                              f"found {', '.join(bad)}")
+        filters = dict(t.split("=", 1) for t in tags)
+        if "chip" in filters:
+            filters["soc"] = filters.pop("chip")
+        chip = filters.get("soc", "").lower()
+        if not chip:
+            raise ConfigError(f"--board-tag {' '.join(tags)}: reserving a labgrid place needs soc=<chip> among the "
+                              f"tags (the chip decides the toolkit and the tests)")
+        name = RESERVED_PREFIX + ",".join(f"{k}={v}" for k, v in filters.items())
+        try:
+            spec = BoardSpec(name=name, chip=chip, reserve=filters, tags=list(tags))
+        except ValidationError as exc:
+            raise ConfigError(_format_errors("--board-tag", name, exc).replace("\n", "; ")) from None
+        problems = _check_references("--board-tag", spec)
+        if problems:
+            raise ConfigError(problems[0].replace(f"[boards.{name}]: ", f"{' '.join(tags)}: "))
+        return spec
+
+    def default_coordinator(self) -> str | None:
+        return self.defaults.coordinator or os.environ.get("LG_COORDINATOR") or None
+
+    def coordinator_for(self, spec: BoardSpec) -> str:
+        """The labgrid coordinator of a place board: its own, [defaults], or LG_COORDINATOR."""
+        found = spec.coordinator or self.default_coordinator()
+        if not found:
+            raise ConfigError(_no_coordinator(str(self.path or "boards.toml"), spec.name))
+        return found
 
     def toolkit_for(self, spec: BoardSpec, npu: str) -> str | None:
         return spec.toolkit or self.defaults.toolkit_for(npu)
+
+
+def _no_coordinator(source: str, name: str) -> str:
+    return (f"{source}: [boards.{name}]: coordinator: a labgrid place board needs a coordinator: set "
+            f"coordinator = \"HOST:PORT\" on the board or in [defaults], or export LG_COORDINATOR")
 
 
 def _has_tag(spec: BoardSpec, tag: str) -> bool:
@@ -130,6 +182,8 @@ def parse_inventory(text: str, source: str = "boards.toml", path: Path | None = 
             errors.append(_format_errors(source, f"[boards.{name}]", exc))
             continue
         errors.extend(_check_references(source, spec))
+        if spec.is_place and not (spec.coordinator or defaults.coordinator or os.environ.get("LG_COORDINATOR")):
+            errors.append(_no_coordinator(source, name))
         boards[name] = spec
     if errors:
         raise ConfigError("\n".join(errors))

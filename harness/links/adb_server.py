@@ -207,7 +207,8 @@ class AdbServer:
         with open(log_path, "ab") as out:
             self._proc = subprocess.Popen([str(self.adb), "-P", str(self.port), "nodaemon", "server"],
                                           env=self.environment(), stdin=subprocess.DEVNULL, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+                                          stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=_die_with_owner)
         self.log.info("adb server pid %d on %s:%d (home %s)", self._proc.pid, self.host, self.port, self.home)
         try:
             self.wait_answering(timeout)
@@ -277,3 +278,13 @@ class AdbServer:
     def __repr__(self) -> str:
         kind = f"pid {self.pid}" if self.managed else "remote"
         return f"AdbServer({self.host}:{self.port}, {kind})"
+
+
+def _die_with_owner() -> None:
+    """Runs in the adb server before exec: the server dies with the process that started it, even after a
+    ``kill -9`` of pytest or an xdist worker terminated mid-cleanup, so no run leaves an adb server behind.
+    (A lab host's long-lived server is started by the lab stand itself, not through :meth:`AdbServer.start`.)"""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG

@@ -79,7 +79,10 @@ class ConsoleLink:
         if self._serial is not None:
             return self
         try:
-            port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=5.0,
+            # pyserial's rfc2217 client refuses a write timeout (NotImplementedError): a console served by ser2net
+            # (a labgrid place) writes without one; its reads still have theirs.
+            write_timeout = None if self.url.startswith("rfc2217://") else 5.0
+            port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.1, write_timeout=write_timeout,
                                          do_not_open=True)
         except (ValueError, serial.SerialException) as exc:
             raise ConfigError(f"{self.name}: bad console url {self.url!r}: {exc}") from None

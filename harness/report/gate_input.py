@@ -2,6 +2,10 @@
 interrupted run (no file, a truncated file, ``complete: false``) is told apart from a file that is not ours.
 
 Kept apart from :mod:`harness.report.gate` so the decision rules read on their own.
+
+A run made with pytest-xdist has one ``results.<worker>.json`` per worker, merged by the controller into
+``results.json`` at the end; when the controller was killed before merging, the parts are merged here and the
+run counts as interrupted (its results are partial).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import ConfigError
 
 RESULTS_FILE = "results.json"
+PART_GLOB = "results.*.json"
 SCHEMA = 1
 
 
@@ -109,12 +114,16 @@ def load_run(path: Path) -> Run:
         raise ConfigError(f"run directory {path} does not exist")
     file = path if path.is_file() else path / RESULTS_FILE
     name = path.name if path.is_dir() else path.parent.name
-    if not file.is_file():
+    parts_note = None
+    if not file.is_file() and path.is_dir() and any(path.glob(PART_GLOB)):
+        raw, parts_note = _merged_parts(path, name)
+    elif not file.is_file():
         return Run(path, name, False, f"no {RESULTS_FILE}: the run was interrupted before writing any result")
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Run(path, name, False, f"{RESULTS_FILE} is unreadable (interrupted while writing?): {exc}")
+    else:
+        try:
+            raw = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return Run(path, name, False, f"{RESULTS_FILE} is unreadable (interrupted while writing?): {exc}")
     version = raw.get("schema_version", raw.get("schema")) if isinstance(raw, dict) else None
     if version != SCHEMA:
         raise ConfigError(f"{file}: results schema {version!r} is not supported (this gate reads {SCHEMA})")
@@ -126,6 +135,21 @@ def load_run(path: Path) -> Run:
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise ConfigError(f"{file}: not a results file: {where}: {first['msg']}{more}") from None
     problem = None if data.complete else "the run did not finish (complete: false): its results are partial"
+    if parts_note:
+        problem = parts_note
     return Run(path, data.run_id, data.complete, problem, data)
 
 
+
+
+def _merged_parts(path: Path, name: str) -> tuple[dict[str, Any], str]:
+    """The workers' parts of a run whose xdist controller never merged them, and why the run is partial."""
+    from harness.report.results import merge_results, read_parts
+
+    parts, problems = read_parts(path)
+    raw = merge_results(parts, run_id=parts[0].get("run_id", name) if parts else name, complete=False)
+    note = (f"no {RESULTS_FILE}: the xdist controller did not finish; read {len(parts)} worker part(s) "
+            f"({', '.join(str(p.get('worker', '?')) for p in parts) or 'none readable'}): its results are partial")
+    if problems:
+        note += f"; unreadable: {'; '.join(problems)}"
+    return raw, note

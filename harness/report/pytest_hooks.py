@@ -9,6 +9,11 @@ Why it corrects allure's status: allure-pytest calls every exception that is not
 shown as a lab problem and a board that could not be opened (``pytest.fail`` in the board fixture) as a
 product failure. The class comes from the exception (:func:`harness.report.results.failure_class`) and the
 status follows it: product -> failed, infrastructure and config -> broken.
+
+Under pytest-xdist the per-test side runs in the workers (each writes ``results.<worker>.json`` and its allure
+results into the one alluredir) and the controller merges the parts into ``results.json`` and writes the
+run-wide files (JUnit suite properties, allure environment and categories). A test's labels, properties and
+evidence are those of its own board (:func:`harness.plugin.item_specs`), never another board's.
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.report import evidence
-from harness.report.results import ResultsWriter, failure_class, harness_error, now_iso, outcome_of
+from harness.report.results import (
+    ResultsWriter,
+    failure_class,
+    harness_error,
+    now_iso,
+    outcome_of,
+    write_merged,
+)
 
 log = logging.getLogger("npu-hil.report")
 
@@ -79,6 +91,12 @@ class ReportHooks:
         self.config = config
         self.writer: ResultsWriter | None = None
         self.alluredir: Path | None = None
+        self.merged: dict[str, Any] | None = None  # the controller's merged results.json (xdist)
+
+    def _role(self) -> str:
+        from harness.lab.xdist_boards import role
+
+        return role(self.config)
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _session(self) -> Any:
@@ -86,8 +104,24 @@ class ReportHooks:
 
         return run_session(self.config)
 
-    def _specs(self) -> list[Any]:
-        return list(self._session().specs)
+    def _specs(self, item: pytest.Item | None = None) -> list[Any]:
+        """The run's boards, or those ``item`` concerns (its own board when it has one)."""
+        if item is None:
+            return list(self._session().specs)
+        from harness.plugin import item_specs
+
+        return item_specs(item)
+
+    def _board_versions(self, name: str) -> dict[str, str] | None:
+        """component -> version of a board: probed in this process, or (controller) from the workers' parts."""
+        record = evidence.RECORDER.board_versions.get(name)
+        if record is not None:
+            return {c: getattr(record, c).version or "unreadable" for c in evidence.COMPONENTS}
+        entry = ((self.merged or {}).get("boards") or {}).get(name) or {}
+        versions = entry.get("versions")
+        if not isinstance(versions, dict):
+            return None
+        return {c: (versions.get(c) or {}).get("version") or "unreadable" for c in evidence.COMPONENTS}
 
     def _allure_listener(self) -> Any:
         return self.config.pluginmanager.get_plugin("allure_listener")
@@ -106,27 +140,38 @@ class ReportHooks:
         run = self._session()
         report_dir = getattr(self.config.option, "allure_report_dir", None)
         self.alluredir = Path(report_dir).resolve() if report_dir and self._allure_listener() else None
-        if run.specs:  # a run without boards (the harness's own unit tests) leaves no report folder behind
-            self.writer = ResultsWriter(run.run_dir, run_id=run.run_id, toolkit=run.toolkit)
+        controller = self._role() == "controller"  # the workers write the results; it merges them at the end
+        if run.specs and not controller:  # a run without boards (the unit tests) leaves no report folder behind
+            from harness.lab.xdist_boards import worker_id
+
+            self.writer = ResultsWriter(run.run_dir, run_id=run.run_id, toolkit=run.toolkit,
+                                        worker=worker_id(self.config))
             for spec in run.specs:
                 self.writer.set_board(spec.name, chip=spec.chip, npu=self._npu(spec.chip),
                                       simulated=spec.is_simulated)
             self.writer.flush()
         evidence.RECORDER.start_run(self.writer, allure=self.alluredir is not None,
-                                    attachments_dir=run.run_dir / "attachments" if run.specs else None)
+                                    attachments_dir=run.run_dir / "attachments" if run.specs and not controller
+                                    else None)
 
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes its file, so the suite properties are complete
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self._session()
+        role = self._role()
         self._probe_missing_versions(run)
-        self._junit_suite_properties()
         if self.writer is not None:
             for name, reason in run.failures.items():
                 self.writer.set_board(name, broken=reason)
             for name, board in run.boards.items():
                 self.writer.set_board(name, toolkit=board.toolkit, broken=board.broken)
             self.writer.finish(exitstatus)
-        if self.alluredir is not None:
+        if role == "controller" and run.specs:
+            try:
+                self.merged = write_merged(run.run_dir, run_id=run.run_id, toolkit=run.toolkit, exitstatus=exitstatus)
+            except OSError as exc:
+                log.warning("results.json could not be merged: %s", exc)
+        self._junit_suite_properties()
+        if self.alluredir is not None and role != "worker":  # one writer of the run-wide allure files
             self._write_allure_files(run)
 
     def _junit_suite_properties(self) -> None:
@@ -144,9 +189,7 @@ class ReportHooks:
         for spec in self._specs():
             wanted += [("board", spec.name), (f"{spec.name}.chip", spec.chip),
                        (f"{spec.name}.npu", self._npu(spec.chip))]
-            record = evidence.RECORDER.board_versions.get(spec.name)
-            wanted += [(f"{spec.name}.{c}", getattr(record, c).version or "unreadable")
-                       for c in (evidence.COMPONENTS if record is not None else ())]
+            wanted += [(f"{spec.name}.{c}", v) for c, v in (self._board_versions(spec.name) or {}).items()]
         have = {name for name, _ in xml.global_properties}
         for name, value in wanted:
             if name not in have:
@@ -176,9 +219,8 @@ class ReportHooks:
             board = run.boards.get(spec.name)
             if board is not None and board.toolkit:
                 lines[f"{spec.name}.toolkit"] = board.toolkit
-            record = evidence.RECORDER.board_versions.get(spec.name)
-            for component in evidence.COMPONENTS if record is not None else ():
-                lines[f"{spec.name}.{component}"] = getattr(record, component).version or "unreadable"
+            for component, version in (self._board_versions(spec.name) or {}).items():
+                lines[f"{spec.name}.{component}"] = version
         text = "".join(f"{properties_escape(k)}={properties_escape(v)}\n" for k, v in lines.items())
         (self.alluredir / "environment.properties").write_text(text, encoding="ascii")
         (self.alluredir / "categories.json").write_text(json.dumps(CATEGORIES, indent=2) + "\n")
@@ -188,7 +230,7 @@ class ReportHooks:
     def pytest_runtest_setup(self, item: pytest.Item):
         evidence.RECORDER.begin_test(item.nodeid)
         item.stash[PHASES_KEY] = {"started": now_iso(), "duration": 0.0, "failed": None, "skipped": None}
-        specs = self._specs()
+        specs = self._specs(item)
         for spec in specs:
             item.user_properties += [("board", spec.name), ("chip", spec.chip), ("npu", self._npu(spec.chip))]
         allure = evidence.allure_module()
@@ -199,7 +241,7 @@ class ReportHooks:
                 allure.dynamic.label("chip", spec.chip)
                 allure.dynamic.label("npu", npu)
                 allure.dynamic.tag(spec.name, spec.chip, npu)
-            allure.dynamic.parent_suite(specs[0].name)
+            allure.dynamic.parent_suite(", ".join(spec.name for spec in specs))
             allure.dynamic.suite(suite_name(item))
         return (yield)
 
@@ -234,13 +276,14 @@ class ReportHooks:
         record, verdict, board = (funcargs.get("board_versions"), funcargs.get("version_verdict"),
                                   funcargs.get("board"))
         if isinstance(record, VersionRecord):
-            name = getattr(board, "name", None) or (self._specs()[0].name if self._specs() else "board")
+            specs = self._specs(item)
+            name = getattr(board, "name", None) or (specs[0].name if specs else "board")
             evidence.record_versions(name, record, verdict if hasattr(verdict, "explain") else None)
 
     def _versions_property(self, item: pytest.Item) -> None:
         """JUnit ``versions`` property of every board whose versions are known by now (probed by this test or
         an earlier one)."""
-        for spec in self._specs():
+        for spec in self._specs(item):
             record = evidence.RECORDER.board_versions.get(spec.name)
             if record is not None:
                 item.user_properties.append(("versions", f"{spec.name}: {evidence.versions_summary(record)}"))
@@ -267,14 +310,17 @@ class ReportHooks:
                 evidence.allure_attach(title, text[-EXCERPT_LIMIT:])
 
         current = evidence.RECORDER.current
-        run = self._session()
         since = item.stash.get(MARK_KEY, None)
-        for name, board in run.boards.items():
+        from harness.plugin import item_boards
+
+        own = item_boards(item)
+        for name, board in own:
             if board.has_link("console"):
                 excerpt = board.console.excerpt(since=since)[-EXCERPT_LIMIT:]
                 evidence.allure_attach(f"console {name}", excerpt or "(the console printed nothing during this test)")
             evidence.allure_attach(f"dmesg {name}", _dmesg(board))
-        tables = dict(evidence.RECORDER.board_tables)
+        names = {name for name, _ in own} or set(evidence.RECORDER.board_tables)
+        tables = {n: t for n, t in evidence.RECORDER.board_tables.items() if n in names}
         tables.update(current.versions if current else {})
         for name, table in tables.items():
             evidence.allure_attach(f"versions {name}", table)
@@ -292,7 +338,9 @@ class ReportHooks:
         done = evidence.RECORDER.end_test() or evidence.TestEvidence(item.nodeid)
         if self.writer is None:
             return
-        failed, specs = state["failed"], self._specs()
+        from harness.plugin import item_board
+
+        failed = state["failed"]
         if failed:
             outcome, cls, message, phase = (outcome_of(failed["class"]), failed["class"], failed["message"],
                                             failed["phase"])
@@ -301,7 +349,7 @@ class ReportHooks:
         else:
             outcome, cls, message, phase = "passed", None, None, None
         self.writer.add_test({
-            "nodeid": item.nodeid, "suite": suite_name(item), "board": specs[0].name if specs else None,
+            "nodeid": item.nodeid, "suite": suite_name(item), "board": item_board(item),
             "outcome": outcome, "class": cls, "phase": phase, "duration": round(state["duration"], 6),
             "started": state["started"], "message": message, "latency": done.latency, "golden": done.golden,
             "attachments": done.attachments,

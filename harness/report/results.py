@@ -8,6 +8,10 @@ the session ends normally tells a partial run from a finished one.
 Each failure carries a class from its exception (design principle 5, :mod:`harness.errors`): ``product`` (the
 firmware or model is wrong: a *failed* test), ``infrastructure`` (the board or the lab: *broken*), ``config``
 (the setup of the run: an *error*). A plain ``assert`` is a product failure.
+
+Under pytest-xdist each worker writes its own ``results.<worker>.json`` (same schema, incrementally) and the
+controller merges them into ``results.json`` at the end (:func:`write_merged`): workers never rewrite one shared
+file, and a run whose controller was killed can still be read from its parts (:func:`merge_parts`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from harness.errors import HarnessError
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
+PART_GLOB = "results.*.json"  # one per xdist worker: results.gw0.json, results.gw1.json...
 OUTCOME_OF_CLASS = {"product": "failed", "infrastructure": "broken", "config": "error"}
 TIMEOUT_MARK = "from pytest-timeout"  # pytest-timeout's failure text: the test hung, not the product
 
@@ -112,13 +117,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
 class ResultsWriter:
     """The run's results.json: boards, their versions, every test's outcome; flushed after each change."""
 
-    def __init__(self, run_dir: Path, *, run_id: str, toolkit: str | None = None) -> None:
-        self.path = Path(run_dir) / RESULTS_FILE
+    def __init__(self, run_dir: Path, *, run_id: str, toolkit: str | None = None, worker: str | None = None) -> None:
+        self.path = Path(run_dir) / (part_name(worker) if worker else RESULTS_FILE)
         self._lock = threading.Lock()
         self.data: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION, "run_id": run_id, "complete": False, "started": now_iso(),
             "finished": None, "host": host_info(), "toolkit": toolkit, "boards": {}, "summary": {}, "tests": [],
         }
+        if worker:
+            self.data["worker"] = worker
 
     def set_board(self, name: str, **info: Any) -> None:
         """Add or update a board's entry (chip, npu, simulated, versions, matrix, broken); None values are kept
@@ -154,4 +161,63 @@ def load_results(path: Path) -> dict[str, Any]:
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path} is not a npu-hil results.json of schema {SCHEMA_VERSION}")
+    return data
+
+
+def part_name(worker: str) -> str:
+    """The file an xdist worker writes its share of the run into."""
+    return f"results.{worker}.json"
+
+
+def read_parts(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The worker parts of a run (sorted by worker) and, for each unreadable one, why."""
+    parts, problems = [], []
+    for path in sorted(Path(run_dir).glob(PART_GLOB)):
+        if path.name == RESULTS_FILE or path.name.startswith("."):
+            continue
+        try:
+            data = load_results(path)
+        except (OSError, ValueError) as exc:  # truncated by a killed worker (cannot happen with atomic writes)
+            problems.append(f"{path.name}: {exc}")
+            continue
+        parts.append(data)
+    return parts, problems
+
+
+def merge_results(parts: list[dict[str, Any]], *, run_id: str, toolkit: str | None = None,
+                  host: dict[str, str] | None = None, complete: bool = True) -> dict[str, Any]:
+    """One results document from the workers' parts: boards merged (later non-empty values win), tests of all
+    workers by start time, the summary recounted; complete only if every part is and ``complete`` says so."""
+    boards: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for name, entry in part.get("boards", {}).items():
+            merged = boards.setdefault(name, {"versions": None, "matrix": None})
+            merged.update({k: v for k, v in entry.items() if v is not None})
+    tests = sorted((t for part in parts for t in part.get("tests", [])), key=lambda t: str(t.get("started") or ""))
+    summary: dict[str, int] = {}
+    for test in tests:
+        summary[test["outcome"]] = summary.get(test["outcome"], 0) + 1
+    started = [p["started"] for p in parts if p.get("started")]
+    finished = [p["finished"] for p in parts if p.get("finished")]
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id, "complete": complete and all(p.get("complete") for p in parts),
+        "started": min(started) if started else now_iso(), "finished": max(finished) if finished else None,
+        "host": host or (parts[0].get("host") if parts else host_info()),
+        "toolkit": toolkit if toolkit is not None else next((p.get("toolkit") for p in parts if p.get("toolkit")), None),
+        "boards": boards, "summary": summary, "tests": tests,
+        "workers": {str(p.get("worker", i)): {"pid": (p.get("host") or {}).get("pid"), "complete": p.get("complete"),
+                                              "tests": len(p.get("tests", []))} for i, p in enumerate(parts)},
+    }
+
+
+def write_merged(run_dir: Path, *, run_id: str, toolkit: str | None = None,
+                 exitstatus: int | None = None) -> dict[str, Any]:
+    """The xdist controller's last word: every worker part merged into ``results.json`` (parts are kept)."""
+    parts, problems = read_parts(run_dir)
+    data = merge_results(parts, run_id=run_id, toolkit=toolkit, host=host_info(), complete=not problems)
+    data["finished"] = now_iso()
+    data["exitstatus"] = None if exitstatus is None else int(exitstatus)
+    if problems:
+        data["problems"] = problems
+    write_json_atomic(Path(run_dir) / RESULTS_FILE, data)
     return data

@@ -3,7 +3,8 @@
 The supervisor *reserves* a port with a bound but not listening socket (SO_REUSEPORT): connections are refused,
 nobody else can take the port. Each boot, the board process binds its own listening socket to the same port
 (also SO_REUSEPORT) and closes it on power off. Ports come from below Linux's ephemeral range (so an outgoing
-connection never squats on one) and outside 5555-5585, which the adb server probes for emulators.
+connection never squats on one) and outside 5555-5585, which the adb server probes for emulators, and off 20408,
+labgrid's default coordinator port.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import socket
 
 PORT_RANGE = (20000, 32000)
 ADB_EMULATOR_PORTS = range(5555, 5586)
+#: labgrid's default coordinator port (``npu-hil lab up`` listens there): a board must not squat on it.
+LABGRID_PORTS = (20408,)
 
 
 def _socket() -> socket.socket:
@@ -26,7 +29,7 @@ def reserve(host: str = "127.0.0.1", *, tries: int = 200) -> socket.socket:
     rng = random.SystemRandom()
     for _ in range(tries):
         port = rng.randrange(*PORT_RANGE)
-        if port in ADB_EMULATOR_PORTS:
+        if port in ADB_EMULATOR_PORTS or port in LABGRID_PORTS:
             continue
         probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:

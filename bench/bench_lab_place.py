@@ -1,0 +1,123 @@
+"""How fast a labgrid place becomes a board: pre-flight, acquire + resolve, and how soon a waiter notices a release.
+
+Stands up a real lab (coordinator, exporter, ser2net, adb server, 2 simulated boards) in a temp folder, then:
+
+* ``check``: PlaceLock.check() (coordinator, place, resources, service probes);
+* ``acquire+resolve``: PlaceLock.acquire(0) + resolve_links() on a free place (release not counted);
+* ``notice``: another process holds the place; this one waits in acquire(wait=60); the holder releases and
+  prints the wall-clock time its release returned (t0); the waiter's acquire returns at t1: t1 - t0.
+
+    .venv/bin/python bench/bench_lab_place.py --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.config.loader import load_inventory
+from harness.lab.labgrid.place import PlaceLock, resolve_links
+from harness.lab.labgrid.stand import lab_down, lab_up
+
+ADB_PORTS = range(15190, 15200)  # helper P's adb server ports
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from harness.config.loader import load_inventory
+    from harness.lab.labgrid.place import PlaceLock
+    inv = load_inventory(sys.argv[1])
+    lock = PlaceLock(inv.get(sys.argv[2]), inv)
+    lock.acquire(30)
+    print("held", flush=True)
+    sys.stdin.readline()
+    lock.release()
+    print(f"released {time.time()!r}", flush=True)
+""")
+
+
+def free_port(ports: range) -> int:
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def timed(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def notice_once(boards_file: Path, place: str, inv) -> float:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(boards_file), place], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        waiter = PlaceLock(inv.get(place), inv)
+        got: dict[str, float] = {}
+
+        def wait() -> None:
+            waiter.acquire(wait=60)
+            got["t1"] = time.time()
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(2.0)  # the waiter is polling by now
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        t0 = float(holder.stdout.readline().split()[1])
+        thread.join(timeout=90)
+        waiter.release()
+        return got["t1"] - t0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-place-") as tmp:
+        root = Path(tmp)
+        os.environ["NPU_HIL_SIM_HOME"] = str(root / "simhome")
+        os.environ.pop("LG_COORDINATOR", None)
+        started = time.perf_counter()
+        stand = lab_up(2, lab_dir=root / "lab", adb_port=free_port(ADB_PORTS))
+        print(f"lab up (2 boards): {time.perf_counter() - started:.2f} s")
+        try:
+            inv = load_inventory(stand.boards_file)
+            spec = inv.get("rv1126-01")
+            checks, acquires, notices = [], [], []
+            for i in range(args.rounds):
+                lock = PlaceLock(spec, inv)
+                checks.append(timed(lock.check))
+                acquires.append(timed(lambda lock=lock: (lock.acquire(0), resolve_links(spec, inv, root))))
+                lock.release()
+                notices.append(notice_once(stand.boards_file, "rk3588-02", inv))
+            for label, values in (("check", checks), ("acquire+resolve", acquires), ("notice release", notices)):
+                print(f"{label:16s} median {statistics.median(values):.3f} s  min {min(values):.3f}  "
+                      f"max {max(values):.3f}  ({len(values)} rounds)")
+        finally:
+            lab_down(stand.lab_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
