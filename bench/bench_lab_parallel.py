@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import resource
 import subprocess
 import sys
 import tempfile
@@ -78,9 +79,11 @@ class SimCpu:
         return ticks / CLK_TCK
 
 
-def run_pytest(args: list[str], env: dict[str, str], sim_home: Path) -> tuple[float, float, int, str]:
-    """Wall seconds, simulator CPU seconds, exit code and the last line of one pytest run."""
+def run_pytest(args: list[str], env: dict[str, str], sim_home: Path) -> tuple[float, float, int, str, float]:
+    """Wall seconds, simulator CPU seconds, exit code, the last line of one pytest run, and the CPU seconds of
+    pytest and its workers (children's rusage: every process pytest waited for)."""
     cpu = SimCpu(str(sim_home))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args], cwd=REPO,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,7 +97,9 @@ def run_pytest(args: list[str], env: dict[str, str], sim_home: Path) -> tuple[fl
     wall = time.perf_counter() - start
     cpu.sample()
     tail = [line for line in out.splitlines() if line.strip()][-1:] or [""]
-    return wall, cpu.seconds(), proc.returncode, tail[0]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    harness_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu.seconds(), proc.returncode, tail[0], harness_cpu
 
 
 def main() -> None:
@@ -112,8 +117,10 @@ def main() -> None:
         for rnd in range(1, args.rounds + 1):
             one = run_pytest(["--board", "sim-lab-01", *common], env, work / "sim")
             many = run_pytest(["--board-tag", "bench", "-n", str(args.boards), *common], env, work / "sim")
-            for label, (wall, cpu, code, tail) in (("1 board", one), (f"{args.boards} boards -n {args.boards}", many)):
-                print(f"round {rnd}: {label:>20}: wall {wall:7.1f} s, simulator CPU {cpu:7.1f} s, exit {code} ({tail})")
+            for label, (wall, cpu, code, tail, own) in (("1 board", one),
+                                                        (f"{args.boards} boards -n {args.boards}", many)):
+                print(f"round {rnd}: {label:>20}: wall {wall:7.1f} s, simulator CPU {cpu:7.1f} s, pytest+workers "
+                      f"CPU {own:7.1f} s, exit {code} ({tail})")
             ratio = many[0] / one[0]
             print(f"round {rnd}: wall ratio {args.boards} boards / 1 board = {ratio:.2f} "
                   f"(serial would be {args.boards}.00; per board {many[0] / args.boards:.1f} s vs {one[0]:.1f} s); "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from harness.config.loader import load_inventory
 from harness.lab.labgrid.place import PlaceLock, resolve_links
 from harness.lab.labgrid.stand import lab_down, lab_up
+from harness.lab.labgrid.stand_procs import port_in_use
 
 ADB_PORTS = range(15190, 15200)  # helper P's adb server ports
 HOLDER = textwrap.dedent("""
@@ -47,14 +47,11 @@ HOLDER = textwrap.dedent("""
 
 
 def free_port(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
+    """The first port of ``ports`` nobody listens on."""
+    port = next((p for p in ports if not port_in_use("127.0.0.1", p)), None)
+    if port is None:
+        raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
+    return port
 
 
 def timed(call) -> float:

@@ -92,6 +92,9 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = xdist_boards.controller_run_id(config) or config.getoption("--run-id") or new_run_id()
     if role == "controller":
         config.option.run_id = run_id  # and pytest_configure_node hands it to every worker
+        from harness.report.results import clear_parts
+
+        clear_parts(Path(reports) / run_id)
     config.stash[SESSION_KEY] = RunSession(inventory=inventory, specs=specs, reports_dir=reports, run_id=run_id,
                                            toolkit=config.getoption("--toolkit"),
                                            lock_dir=config.getoption("--lock-dir"),
@@ -266,10 +269,13 @@ def _add_diagnosis(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def board_or_stop(request: pytest.FixtureRequest, name: str):
-    """Open a board for a fixture; if it cannot be opened, this test errors and the run stops (one error, not N)."""
+    """Open a board for a fixture; if it cannot be opened, this test errors and, when it is the run's only board,
+    the run stops (one error, not N). With several boards the others go on: the broken board's later tests fail
+    at once with the same reason (the session remembers it), and stopping would end every worker's run."""
     session = run_session(request.config)
     try:
         return session.board(name)
     except HarnessError as exc:
-        request.session.shouldstop = f"board {name} is unusable: {exc}"
+        if len(session.specs) == 1:
+            request.session.shouldstop = f"board {name} is unusable: {exc}"
         pytest.fail(f"board {name} is unusable: {exc}", pytrace=False)

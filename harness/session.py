@@ -63,7 +63,7 @@ class RunSession:
         if self._adb_server is None:
             from harness.links.adb_server import AdbServer
 
-            home = self.run_dir / ".adb"
+            home = self.run_dir / ".adb" / str(os.getpid())  # xdist workers of one run each have their own
             home.mkdir(parents=True, exist_ok=True)
             self._adb_server = AdbServer(port=_free_port(), home=home)
             self._adb_server.start()
@@ -75,8 +75,9 @@ class RunSession:
         if name not in self.boards:
             spec = next(s for s in self.specs if s.name == name)
             needs_adb = spec.is_simulated or spec.adb is not None
-            lock = self.lock_of(spec)
+            lock = None
             try:
+                lock = self.lock_of(spec)
                 lock.acquire(self.board_wait)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 board = open_board(spec, self.inventory, run_dir=self.run_dir,
@@ -84,7 +85,8 @@ class RunSession:
                                    else None)
             except HarnessError as exc:
                 self.failures[name] = str(exc)
-                lock.release()  # a board we could not open is free for whoever can
+                if lock is not None:
+                    lock.release()  # a board we could not open is free for whoever can
                 raise
             if self.toolkit:
                 board.toolkit = self.toolkit

@@ -167,7 +167,13 @@ class FileBoardLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if self._still_linked(fd):
+                    break
+                # the file was deleted or replaced (a /tmp cleaner, a hand rm) while we waited: a lock on the
+                # orphaned inode would not exclude the next run, so lock the file that is there now
+                os.close(fd)
+                fd = self._open()
+                continue
             except OSError as exc:
                 if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     os.close(fd)
@@ -180,6 +186,13 @@ class FileBoardLock:
             time.sleep(POLL_S)
         self._write_holder(fd)
         self._fd = fd
+
+    def _still_linked(self, fd: int) -> bool:
+        """True while ``fd`` is the file at ``self.path`` (same inode): what another run would open and lock."""
+        try:
+            return os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except OSError:
+            return False
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

@@ -11,7 +11,7 @@ firmware or model is wrong: a *failed* test), ``infrastructure`` (the board or t
 
 Under pytest-xdist each worker writes its own ``results.<worker>.json`` (same schema, incrementally) and the
 controller merges them into ``results.json`` at the end (:func:`write_merged`): workers never rewrite one shared
-file, and a run whose controller was killed can still be read from its parts (:func:`merge_parts`).
+file, and a run whose controller was killed can still be read from its parts (:func:`read_parts`, :func:`merge_results`).
 """
 
 from __future__ import annotations
@@ -169,6 +169,14 @@ def part_name(worker: str) -> str:
     return f"results.{worker}.json"
 
 
+def clear_parts(run_dir: Path) -> None:
+    """Remove worker parts an earlier run with the same --run-id left (the controller, before any worker starts),
+    so the merge never counts another run's tests."""
+    for path in Path(run_dir).glob(PART_GLOB):
+        if path.name != RESULTS_FILE:
+            path.unlink(missing_ok=True)
+
+
 def read_parts(run_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The worker parts of a run (sorted by worker) and, for each unreadable one, why."""
     parts, problems = [], []
@@ -214,7 +222,12 @@ def write_merged(run_dir: Path, *, run_id: str, toolkit: str | None = None,
                  exitstatus: int | None = None) -> dict[str, Any]:
     """The xdist controller's last word: every worker part merged into ``results.json`` (parts are kept)."""
     parts, problems = read_parts(run_dir)
-    data = merge_results(parts, run_id=run_id, toolkit=toolkit, host=host_info(), complete=not problems)
+    if not parts:
+        problems.append("no worker wrote its results (did every worker die before starting?)")
+    # Ctrl-C (2) and an internal error (3) end a run whose workers may have finished "cleanly" all the same
+    interrupted = exitstatus is not None and int(exitstatus) in (2, 3)
+    data = merge_results(parts, run_id=run_id, toolkit=toolkit, host=host_info(),
+                         complete=not problems and not interrupted)
     data["finished"] = now_iso()
     data["exitstatus"] = None if exitstatus is None else int(exitstatus)
     if problems:

@@ -14,10 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.lab import lab_stand, labgrid_client
+from support.lab import holder_of, lab_fixture
 from support.processes import wait_until
 
-from harness.lab.labgrid.client import parse_show
 
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[2]
@@ -25,27 +24,7 @@ SUITE = "suites/test_connectivity.py"
 ADB_PORTS = range(15195, 15199)  # helper P's range, apart from test_places.py's
 
 
-def free_adb_port(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free adb server port in {ports.start}-{ports.stop - 1}")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    with lab_stand(tmp_path_factory.mktemp("suitestand"), adb_port=free_adb_port(ADB_PORTS)) as stand:
-        yield stand
-
-
-def holder_of(lab, place: str) -> str | None:
-    done = labgrid_client(lab.coordinator, "-p", place, "show")
-    assert done.returncode == 0, done.stderr
-    return parse_show(done.stdout)[0].acquired
+lab = lab_fixture(adb_ports=ADB_PORTS)
 
 
 HOLD_TEST = '''
@@ -100,7 +79,7 @@ def test_connectivity_suite_runs_through_the_place(lab, tmp_path: Path) -> None:
     assert " skipped" not in out.splitlines()[-1], out[-3000:]  # every link came from the place
     links_log = (tmp_path / "one" / "rv1126-01" / "links.log").read_text()
     assert "rfc2217://127.0.0.1:" in links_log  # the console went through ser2net, not the pty
-    assert holder_of(lab, "rv1126-01") is None  # released at the end of the run
+    assert holder_of(lab.coordinator, "rv1126-01") is None  # released at the end of the run
 
 
 def test_second_run_waits_and_a_third_names_the_holder(lab, tmp_path: Path) -> None:
@@ -108,8 +87,8 @@ def test_second_run_waits_and_a_third_names_the_holder(lab, tmp_path: Path) -> N
     first = pytest_run(lab.boards_file, tmp_path, "first", hold_until=go)
     second = third = None
     try:
-        assert wait_until(lambda: holder_of(lab, "rv1126-01") is not None or first.poll() is not None, 60)
-        holder = holder_of(lab, "rv1126-01")
+        assert wait_until(lambda: holder_of(lab.coordinator, "rv1126-01") is not None or first.poll() is not None, 60)
+        holder = holder_of(lab.coordinator, "rv1126-01")
         assert holder and holder.endswith(f"-pid{first.pid}"), holder
         third = pytest_run(lab.boards_file, tmp_path, "third", "--board-wait", "0.5")
         code3, out3 = finish(third, tmp_path, "third", timeout=60)
@@ -118,7 +97,7 @@ def test_second_run_waits_and_a_third_names_the_holder(lab, tmp_path: Path) -> N
         assert "test_console_shell PASSED" not in out3
         second = pytest_run(lab.boards_file, tmp_path, "second", "--board-wait", "150")
         assert wait_until(lambda: "test_console_shell" in (tmp_path / "second.out").read_text(), 60)
-        assert holder_of(lab, "rv1126-01").endswith(f"-pid{first.pid}")  # the second run is waiting
+        assert holder_of(lab.coordinator, "rv1126-01").endswith(f"-pid{first.pid}")  # the second run is waiting
         go.touch()
         code1, out1 = finish(first, tmp_path, "first")
         assert code1 == 0, out1[-3000:]
@@ -130,7 +109,7 @@ def test_second_run_waits_and_a_third_names_the_holder(lab, tmp_path: Path) -> N
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
-    assert holder_of(lab, "rv1126-01") is None
+    assert holder_of(lab.coordinator, "rv1126-01") is None
 
 
 def test_coordinator_down_stops_the_run_before_any_test(tmp_path: Path) -> None:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from support.lab import lab_stand, labgrid_client
+from support.lab import holder_of, lab_fixture, labgrid_client
 from support.processes import alive, wait_until
 
 from harness.config.loader import load_inventory, parse_inventory
 from harness.connect import open_board
 from harness.errors import BoardBusy, BoardError, ConfigError
-from harness.lab.labgrid.client import LabgridClient, parse_show
+from harness.lab.labgrid.client import LabgridClient
 from harness.lab.labgrid.place import PlaceLock, held_place, resolve_links
 from harness.lab.labgrid.stand import restart_exporter
 from harness.lab.labgrid.stand_files import read_state
@@ -34,28 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 ADB_PORTS = range(15190, 15195)
 
 
-def free_adb_port(ports: range) -> int:
-    for port in ports:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.fail(f"no free adb server port in {ports.start}-{ports.stop - 1}")
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory):
-    with lab_stand(tmp_path_factory.mktemp("placestand"), adb_port=free_adb_port(ADB_PORTS)) as stand:
-        yield stand
-
-
-def holder_of(lab, place: str) -> str | None:
-    """Who the coordinator says holds ``place`` (asked with a plain labgrid-client, as a person would)."""
-    done = labgrid_client(lab.coordinator, "-p", place, "show")
-    assert done.returncode == 0, done.stderr
-    return parse_show(done.stdout)[0].acquired
+lab = lab_fixture(adb_ports=ADB_PORTS)
 
 
 def inventory(lab):
@@ -127,7 +105,7 @@ def test_acquire_resolve_open_release(lab, tmp_path: Path) -> None:
     lock.acquire(wait=10)
     try:
         me = LabgridClient(lab.coordinator).me
-        assert holder_of(lab, "rv1126-01") == me
+        assert holder_of(lab.coordinator, "rv1126-01") == me
         settings = resolve_links(spec, inv, tmp_path)
         assert settings["serial"].url.startswith("rfc2217://127.0.0.1:")
         assert settings["serial"].url.endswith("?ign_set_control")
@@ -144,7 +122,7 @@ def test_acquire_resolve_open_release(lab, tmp_path: Path) -> None:
     finally:
         lock.release()
         lock.release()  # idempotent
-    assert holder_of(lab, "rv1126-01") is None
+    assert holder_of(lab.coordinator, "rv1126-01") is None
     assert held_place(spec) is None
     assert not alive(guard_pid)  # told to stand down and reaped: it did not release a second time
 
@@ -163,7 +141,7 @@ def test_held_place_is_busy_then_freed_when_holder_is_killed(lab, tmp_path: Path
         waiter = PlaceLock(inv.get("rv1126-01"), inv)
         waiter.acquire(wait=30)
         try:
-            assert holder_of(lab, "rv1126-01") == waiter.client.me
+            assert holder_of(lab.coordinator, "rv1126-01") == waiter.client.me
         finally:
             waiter.release()
         assert "is gone: releasing" in (tmp_path / "guard.log").read_text()
@@ -195,7 +173,7 @@ def test_waiter_gets_the_place_the_holder_releases(lab, tmp_path: Path) -> None:
     finally:
         first.release()
         stop(waiter)
-    assert holder_of(lab, "rk3588-02") is None
+    assert holder_of(lab.coordinator, "rk3588-02") is None
 
 
 def test_links_come_back_after_an_exporter_restart(lab, tmp_path: Path) -> None:
@@ -216,7 +194,7 @@ def test_links_come_back_after_an_exporter_restart(lab, tmp_path: Path) -> None:
             board.close()
     finally:
         lock.release()
-    assert holder_of(lab, "rv1126-01") is None
+    assert holder_of(lab.coordinator, "rv1126-01") is None
 
 
 def test_board_tag_reserves_a_matching_place(lab, tmp_path: Path) -> None:
@@ -228,7 +206,7 @@ def test_board_tag_reserves_a_matching_place(lab, tmp_path: Path) -> None:
     lock.acquire(wait=10)
     try:
         assert held_place(spec) == "rk3588-02"
-        assert holder_of(lab, "rk3588-02") == lock.client.me
+        assert holder_of(lab.coordinator, "rk3588-02") == lock.client.me
         assert resolve_links(spec, inv, tmp_path)["ssh"]["host"] == "127.0.0.1"
         (second,) = inv.select([], ["soc=rk3588", "npu=rknpu2"])
         other = PlaceLock(second, inv)  # the only rk3588 place is taken: a second reservation waits, then fails
@@ -236,7 +214,7 @@ def test_board_tag_reserves_a_matching_place(lab, tmp_path: Path) -> None:
             other.acquire(wait=1)
     finally:
         lock.release()
-    assert holder_of(lab, "rk3588-02") is None
+    assert holder_of(lab.coordinator, "rk3588-02") is None
     done = labgrid_client(lab.coordinator, "reservations")
     assert "token" not in done.stdout  # every reservation was cancelled: none blocks the place for a minute
 

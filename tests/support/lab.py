@@ -61,13 +61,23 @@ def lab_stand(root: Path, *, boards: int = 2, adb_port: int | None = None,
             assert not left, f"processes left after lab_down: {left}"
 
 
-def lab_fixture(*, boards: int = 2, adb_port: int | None = None, profiles: Sequence[str] = ("rv1126", "rk3588"),
-                name: str = "lab") -> object:
-    """A module-scoped fixture (assign it: ``lab = lab_fixture(adb_port=15181)``) yielding a :class:`LabStand`."""
+def free_port_in(ports: range) -> int:
+    """The first port of ``ports`` nobody listens on (one in TIME_WAIT from an earlier stand counts as free)."""
+    for port in ports:
+        if not stand_procs.port_in_use("127.0.0.1", port):
+            return port
+    pytest.fail(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def lab_fixture(*, boards: int = 2, adb_port: int | None = None, adb_ports: range | None = None,
+                profiles: Sequence[str] = ("rv1126", "rk3588"), name: str = "lab") -> object:
+    """A module-scoped fixture (assign it: ``lab = lab_fixture(adb_ports=range(15190, 15195))``) yielding a
+    :class:`LabStand`; ``adb_ports`` picks the first free port of a range when the stand starts."""
 
     @pytest.fixture(scope="module", name=name)
     def _lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabStand]:
-        with lab_stand(tmp_path_factory.mktemp("labstand"), boards=boards, adb_port=adb_port,
+        port = free_port_in(adb_ports) if adb_ports is not None else adb_port
+        with lab_stand(tmp_path_factory.mktemp("labstand"), boards=boards, adb_port=port,
                        profiles=profiles) as stand:
             yield stand
 
@@ -80,3 +90,12 @@ def labgrid_client(coordinator: str, *args: str, timeout: float = 30.0) -> subpr
     env = {k: v for k, v in os.environ.items() if not k.startswith("LG_")}
     return subprocess.run([tool, "-x", coordinator, *args], capture_output=True, text=True, timeout=timeout,
                           env=env, stdin=subprocess.DEVNULL, check=False)
+
+
+def holder_of(coordinator: str, place: str) -> str | None:
+    """Who the coordinator says holds ``place`` (asked with a plain labgrid-client, as a person would)."""
+    from harness.lab.labgrid.client import parse_show
+
+    done = labgrid_client(coordinator, "-p", place, "show")
+    assert done.returncode == 0, done.stderr
+    return parse_show(done.stdout)[0].acquired

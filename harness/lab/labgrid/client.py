@@ -251,8 +251,13 @@ def parse_show(text: str) -> list[PlaceInfo]:
             while i < len(lines) and lines[i].startswith("  "):
                 block.append(lines[i])
                 i += 1
-            data = ast.literal_eval("\n".join(block).strip())  # labgrid prints pformat(dict): Python literals
-            places[-1].resources.append(Resource(name=m.group("name"), path=m.group("path"), cls=data["cls"],
+            try:
+                data = ast.literal_eval("\n".join(block).strip())  # labgrid prints pformat(dict): Python literals
+                cls = data["cls"]
+            except (ValueError, SyntaxError, TypeError, KeyError, MemoryError, RecursionError):
+                raise BoardError(f"labgrid resource {m.group('path')}: output this client cannot read "
+                                 f"(labgrid version?): {' '.join(block)[:200]!r}") from None
+            places[-1].resources.append(Resource(name=m.group("name"), path=m.group("path"), cls=cls,
                                                  params=data.get("params", {}), avail=bool(data.get("avail")),
                                                  acquired=data.get("acquired")))
             continue

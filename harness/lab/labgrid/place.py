@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.config.loader import Inventory
 from harness.config.models import BoardSpec, PlaceAuth, SerialSpec
-from harness.errors import BoardBusy, BoardError, ConfigError
+from harness.errors import BoardBusy, BoardError, ConfigError, HarnessError
 from harness.lab.labgrid.client import (
     LabgridClient,
     PlaceInfo,
@@ -43,8 +43,20 @@ log = logging.getLogger("npu-hil.lab.place")
 RETRY_PAUSE_S = 0.25
 #: How long a link that went down may take to come back on the place's new address (exporter restart: 3-8 s).
 RERESOLVE_TIMEOUT_S = 15.0
+#: Added to --board-wait for a reservation: the `labgrid-client wait` call needs about a second to start.
+RESERVE_WAIT_ALLOWANCE_S = 5.0
 #: Pre-flight connect to each exported network service (ssh, adb server): enough on a LAN, bounded anyway.
 PROBE_TIMEOUT_S = 2.0
+
+
+def _stand_down(guard: ReleaseGuard, exc: BaseException) -> None:
+    """After a failed acquire: when the coordinator clearly refused (taken, unknown place), the guard just exits;
+    after anything else (a timeout, Ctrl-C mid-call) the acquire may have been recorded, so the guard releases
+    the place itself (releasing a place we do not hold is harmless)."""
+    if isinstance(exc, (PlaceTaken, UnknownPlace, BoardBusy, ConfigError)):
+        guard.dismiss()
+    else:
+        guard.abandon()
 
 
 @dataclass
@@ -132,13 +144,15 @@ class PlaceLock:
             guard = self._guard(place)
             try:
                 self._acquire_named(place, deadline, wait)
-            except BaseException:
-                guard.dismiss()
+            except BaseException as exc:
+                _stand_down(guard, exc)
                 raise
+            _held[self.spec.name] = _Holding(client=self.client, place=place, guard=guard)
         else:
-            place, guard = self._acquire_reserved(deadline, wait)
-        _held[self.spec.name] = _Holding(client=self.client, place=place, guard=guard)
-        log.info("%s: acquired as %s (guard pid %s)", self.what, self.client.me, guard.pid)
+            self._acquire_reserved(deadline, wait)  # registers the place as held as soon as it is acquired
+        held = _held[self.spec.name]
+        log.info("%s: acquired %s as %s (guard pid %s)", self.what, held.place, self.client.me,
+                 held.guard.pid if held.guard else None)
 
     def _guard(self, place: str) -> ReleaseGuard:
         """The guard starts before the acquire: a run killed right after acquiring must not leak the place."""
@@ -157,25 +171,33 @@ class PlaceLock:
                     raise self._busy([place], wait) from None
             time.sleep(RETRY_PAUSE_S)
 
-    def _acquire_reserved(self, deadline: float, wait: float) -> tuple[str, ReleaseGuard]:
+    def _acquire_reserved(self, deadline: float, wait: float) -> None:
         """Reserve any matching place (the coordinator queues waiters fairly), acquire it, drop the reservation
         (an acquired place needs none, and a leftover one would block the place for a minute after release)."""
         filters = dict(self.spec.reserve or {})
         token = self.client.reserve(filters)
         guard = None
         try:
-            if not self.client.wait(token, max(0.5, deadline - time.monotonic())):
+            # `labgrid-client wait` itself takes ~1 s to start: a free place must not look busy at --board-wait 0
+            if not self.client.wait(token, max(0.0, deadline - time.monotonic()) + RESERVE_WAIT_ALLOWANCE_S):
                 raise self._busy([p.name for p in self._matching()], wait)
             place = self.client.reserved_place(token)
             guard = self._guard(place)
             self.client.acquire("+" + token)
-        except BaseException:
+            _held[self.spec.name] = _Holding(client=self.client, place=place, guard=guard)
+        except BaseException as exc:
             if guard is not None:
-                guard.dismiss()
-            self.client.cancel_reservation(token)
+                _stand_down(guard, exc)
+            self._cancel(token)
             raise
-        self.client.cancel_reservation(token)
-        return place, guard
+        self._cancel(token)
+
+    def _cancel(self, token: str) -> None:
+        """Drop a reservation; a failure only costs the place a minute of being reserved, so it is logged."""
+        try:
+            self.client.cancel_reservation(token)
+        except HarnessError as exc:
+            log.warning("%s: cancelling reservation %s: %s", self.what, token, exc)
 
     def _busy(self, places: list[str], wait: float) -> BoardBusy:
         held = []
@@ -257,7 +279,12 @@ def resolve_links(spec: BoardSpec, inventory: Inventory, board_dir: Path) -> dic
         now = info.holder.describe(info.changed) if info.holder else "nobody"
         raise BoardError(f"board {spec.name}: labgrid place {info.name} "
                          f"is no longer held by this run (held by {now})")
-    return links_from_resources(info, spec.place_auth or PlaceAuth(), board_dir)
+    try:
+        return links_from_resources(info, spec.place_auth or PlaceAuth(), board_dir)
+    except (KeyError, ValueError, TypeError) as exc:  # a resource without address/port/username
+        raise BoardError(f"board {spec.name}: labgrid place {info.name} exports a resource this harness cannot "
+                         f"use: missing or bad {exc}", fix="export NetworkService resources with address, port "
+                         "and username (see harness/lab/labgrid/exporter_yaml.py)") from None
 
 
 def links_from_resources(info: PlaceInfo, auth: PlaceAuth, board_dir: Path) -> dict[str, Any]:

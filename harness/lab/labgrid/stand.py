@@ -230,9 +230,11 @@ def load_stand(lab_dir: Path) -> LabStand:
 
 
 def _stop_exporter(state: dict[str, Any], timeout: float) -> None:
-    """SIGTERM the exporter (it stops its ser2net children), then kill any child that outlived it."""
+    """SIGTERM the exporter (it stops its ser2net children), then kill any child that outlived it, also when the
+    exporter itself had crashed (its orphans stay in its process group)."""
     proc = state.get("exporter_proc")
     kids = [procs.ref(pid) for pid in procs.children(proc["pid"])] if procs.alive(proc) else []
+    kids += [procs.ref(pid) for pid in procs.group_members(proc)] if proc else []
     procs.stop(proc, timeout=timeout)
     for kid in kids:
         procs.stop(kid, timeout=2.0)

@@ -75,6 +75,22 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def group_members(proc: dict[str, int]) -> list[int]:
+    """Processes still in the recorded process's group (it was started as a session and group leader), started
+    after it: the ser2net children an exporter left behind when it crashed, found by the recorded PID alone."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(stat.parent.name)
+        if pid != proc["pid"] and int(fields[2]) == proc["pid"] and fields[0] != "Z" \
+                and int(fields[19]) >= proc.get("start", 0):
+            found.append(pid)
+    return found
+
+
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     """Start ``argv`` in its own session (it outlives us), output appended to ``log``; returns its :func:`ref`."""
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,92 @@
+"""How fast a file board lock is taken and how soon a waiting run notices its release (one host, no labgrid).
+
+* ``acquire+release``: FileBoardLock.acquire(0) + release() on a free board;
+* ``notice``: another process holds the board; this one waits in acquire(wait=30); the holder releases and prints
+  the wall-clock time its release returned (t0); the waiter's acquire returns at t1: t1 - t0. The waiter polls
+  every ``harness.lab.locks.POLL_S`` seconds, so the notice time is bounded by that poll.
+
+    .venv/bin/python bench/bench_board_lock.py --rounds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from harness.lab.locks import POLL_S, FileBoardLock  # noqa: E402  (after the path tweak)
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from harness.lab.locks import FileBoardLock
+    lock = FileBoardLock("bench-board", Path(sys.argv[1]), run_id="holder")
+    lock.acquire(0)
+    print("held", flush=True)
+    sys.stdin.readline()
+    lock.release()
+    print(f"released {time.time()!r}", flush=True)
+""")
+
+
+def notice_once(lock_dir: Path) -> float:
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir)], cwd=REPO, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        if holder.stdout.readline().strip() != "held":
+            raise SystemExit("the holder process did not take the lock")
+        waiter = FileBoardLock("bench-board", lock_dir, run_id="waiter")
+        got: dict[str, float] = {}
+
+        def wait() -> None:
+            waiter.acquire(wait=30)
+            got["t1"] = time.time()
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(0.5)  # the waiter is polling by now
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        t0 = float(holder.stdout.readline().split()[1])
+        thread.join(timeout=40)
+        waiter.release()
+        return got["t1"] - t0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-lock-") as tmp:
+        lock_dir = Path(tmp)
+        takes, notices = [], []
+        for _ in range(args.rounds):
+            lock = FileBoardLock("bench-board", lock_dir, run_id="bench")
+            start = time.perf_counter()
+            lock.acquire(0)
+            lock.release()
+            takes.append(time.perf_counter() - start)
+        for _ in range(max(1, args.rounds // 4)):
+            notices.append(notice_once(lock_dir))
+    for label, values in (("acquire+release", takes), ("notice release", notices)):
+        print(f"{label:16s} median {statistics.median(values) * 1000:.2f} ms  min {min(values) * 1000:.2f}  "
+              f"max {max(values) * 1000:.2f}  ({len(values)} rounds; waiter polls every {POLL_S * 1000:.0f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
