@@ -7,8 +7,11 @@ figures of different scripts measured the same way (``time.perf_counter``, nothi
 from __future__ import annotations
 
 import statistics
+import subprocess
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def timings(action: Callable[[], object], runs: int) -> list[float]:
@@ -29,3 +32,39 @@ def best_seconds(action: Callable[[], object], runs: int) -> float:
 def median_ms(action: Callable[[], object], runs: int) -> float:
     """The median of ``runs`` calls, in milliseconds (for short round trips, where one outlier is noise)."""
     return statistics.median(timings(action, runs)) * 1000
+
+
+def release_notice_seconds(holder_argv: list[str], cwd: Path, acquire: Callable[[], object],
+                           release: Callable[[], object], settle: float) -> float:
+    """How long a waiting run needs to notice a released board lock or place.
+
+    ``holder_argv`` starts a process that takes the lock, prints ``held``, waits for a line on stdin, releases and
+    prints ``released <time.time()>`` (t0). Meanwhile ``acquire`` (a blocking wait in this process) returns at t1;
+    ``settle`` seconds pass first so the waiter is polling when the holder lets go. Returns t1 - t0.
+    """
+    holder = subprocess.Popen(holder_argv, cwd=cwd, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdin is not None
+        if holder.stdout.readline().strip() != "held":
+            raise SystemExit("the holder process did not take the lock")
+        got: dict[str, float] = {}
+
+        def wait() -> None:
+            acquire()
+            got["t1"] = time.time()
+
+        thread = threading.Thread(target=wait)
+        thread.start()
+        time.sleep(settle)
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        t0 = float(holder.stdout.readline().split()[1])
+        thread.join(timeout=120)
+        release()
+        if "t1" not in got:
+            raise SystemExit("the waiter never got the lock")
+        return got["t1"] - t0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)

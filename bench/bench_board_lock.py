@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import release_notice_seconds  # noqa: E402
 from harness.lab.locks import POLL_S, FileBoardLock  # noqa: E402  (after the path tweak)
 
 HOLDER = textwrap.dedent("""
@@ -39,32 +38,9 @@ HOLDER = textwrap.dedent("""
 
 
 def notice_once(lock_dir: Path) -> float:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir)], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout is not None and holder.stdin is not None
-        if holder.stdout.readline().strip() != "held":
-            raise SystemExit("the holder process did not take the lock")
-        waiter = FileBoardLock("bench-board", lock_dir, run_id="waiter")
-        got: dict[str, float] = {}
-
-        def wait() -> None:
-            waiter.acquire(wait=30)
-            got["t1"] = time.time()
-
-        thread = threading.Thread(target=wait)
-        thread.start()
-        time.sleep(0.5)  # the waiter is polling by now
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        t0 = float(holder.stdout.readline().split()[1])
-        thread.join(timeout=40)
-        waiter.release()
-        return got["t1"] - t0
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.wait(timeout=10)
+    waiter = FileBoardLock("bench-board", lock_dir, run_id="waiter")
+    return release_notice_seconds([sys.executable, "-c", HOLDER, str(lock_dir)], REPO,
+                                  lambda: waiter.acquire(wait=30), waiter.release, settle=0.5)
 
 
 def main() -> int:

@@ -15,17 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _common import release_notice_seconds
 from harness.config.loader import load_inventory
 from harness.lab.labgrid.place import PlaceLock, resolve_links
 from harness.lab.labgrid.stand import lab_down, lab_up
@@ -61,30 +60,9 @@ def timed(call) -> float:
 
 
 def notice_once(boards_file: Path, place: str, inv) -> float:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(boards_file), place], cwd=REPO, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        waiter = PlaceLock(inv.get(place), inv)
-        got: dict[str, float] = {}
-
-        def wait() -> None:
-            waiter.acquire(wait=60)
-            got["t1"] = time.time()
-
-        thread = threading.Thread(target=wait)
-        thread.start()
-        time.sleep(2.0)  # the waiter is polling by now
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
-        t0 = float(holder.stdout.readline().split()[1])
-        thread.join(timeout=90)
-        waiter.release()
-        return got["t1"] - t0
-    finally:
-        if holder.poll() is None:
-            holder.kill()
-        holder.wait(timeout=10)
+    waiter = PlaceLock(inv.get(place), inv)
+    return release_notice_seconds([sys.executable, "-c", HOLDER, str(boards_file), place], REPO,
+                                  lambda: waiter.acquire(wait=60), waiter.release, settle=2.0)
 
 
 def main() -> int:

@@ -110,11 +110,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def _preflight(session: RunSession) -> None:
     """Every selected board's lock can be taken (lock dir usable, labgrid place known and reachable) before any
     test: a lab problem is one line and no test runs, instead of N broken tests."""
-    for spec in session.specs:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def problem(spec: BoardSpec) -> str | None:
         try:
             session.lock_of(spec).check()
         except HarnessError as exc:
-            raise pytest.UsageError(f"board {spec.name}: {exc}") from None
+            return f"board {spec.name}: {exc}"
+        return None
+
+    # checked side by side: a place check is ~0.5 s of coordinator calls and probes, 16 places in a row add up
+    with ThreadPoolExecutor(max_workers=min(8, max(1, len(session.specs)))) as pool:
+        problems = [p for p in pool.map(problem, session.specs) if p]
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -128,7 +128,12 @@ class Inventory:
         return spec
 
     def default_coordinator(self) -> str | None:
-        return self.defaults.coordinator or os.environ.get("LG_COORDINATOR") or None
+        from harness.config.models import HOST_PORT
+
+        env = os.environ.get("LG_COORDINATOR") or None
+        if env is not None and not self.defaults.coordinator and not HOST_PORT.match(env):
+            raise ConfigError(f"LG_COORDINATOR: expected HOST:PORT of a labgrid coordinator, found {env!r}")
+        return self.defaults.coordinator or env
 
     def coordinator_for(self, spec: BoardSpec) -> str:
         """The labgrid coordinator of a place board: its own, [defaults], or LG_COORDINATOR."""

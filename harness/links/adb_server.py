@@ -13,6 +13,7 @@ server's device states ("offline", "no permissions (...)") into errors that carr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -208,7 +209,7 @@ class AdbServer:
             self._proc = subprocess.Popen([str(self.adb), "-P", str(self.port), "nodaemon", "server"],
                                           env=self.environment(), stdin=subprocess.DEVNULL, stdout=out,
                                           stderr=subprocess.STDOUT, start_new_session=True,
-                                          preexec_fn=_die_with_owner)
+                                          preexec_fn=functools.partial(_die_with_owner, os.getpid()))
         self.log.info("adb server pid %d on %s:%d (home %s)", self._proc.pid, self.host, self.port, self.home)
         try:
             self.wait_answering(timeout)
@@ -280,11 +281,15 @@ class AdbServer:
         return f"AdbServer({self.host}:{self.port}, {kind})"
 
 
-def _die_with_owner() -> None:
+def _die_with_owner(owner: int) -> None:
     """Runs in the adb server before exec: the server dies with the process that started it, even after a
     ``kill -9`` of pytest or an xdist worker terminated mid-cleanup, so no run leaves an adb server behind.
-    (A lab host's long-lived server is started by the lab stand itself, not through :meth:`AdbServer.start`.)"""
+    (A lab host's long-lived server is started by the lab stand itself, not through :meth:`AdbServer.start`.)
+    PR_SET_PDEATHSIG follows the *thread* that forked: start servers from a thread that lives as long as the run
+    (the fixtures do, from pytest's main thread). An owner already gone before the prctl is caught by getppid."""
     import ctypes
     import signal
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != owner:
+        os._exit(1)

@@ -184,3 +184,37 @@ def test_gate_reads_the_worker_parts_of_a_run_whose_controller_died(tmp_path: Pa
     assert "gw0, gw1" in run.problem
     assert sorted(run.data.boards) == ["sim-rk3588", "sim-rv1126"]
     assert sorted(t.outcome for t in run.data.tests) == ["failed", "passed"]
+
+
+BROKEN_BOARD_INVENTORY = """
+[defaults]
+boot_timeout = 8
+[boards.good-rk3588]
+chip = "rk3588"
+sim = { profile = "rk3588" }
+[boards.dead-rv1126]
+chip = "rv1126"
+sim = { profile = "rv1126", faults = ["adb-offline"] }
+"""
+
+
+def test_a_broken_board_does_not_stop_the_other_boards(suite) -> None:
+    """One board fails its health check (adb offline): its tests error with the reason, the other board's tests
+    all run, and the merged results name both (with one board, the run would stop at the first error)."""
+    folder, env = suite
+    (folder / "boards.toml").write_text(BROKEN_BOARD_INVENTORY)
+    reports = folder / "reports"
+    result = _run(folder, env, "-n", "2", "--boards-file", str(folder / "boards.toml"), "--board", "good-rk3588",
+                  "--board", "dead-rv1126", "--reports-dir", str(reports), "test_rec.py")
+    assert result.returncode == 1, result.stdout  # errors, not an interrupted run (exit 2)
+    assert "Interrupted" not in result.stdout, result.stdout
+    ran = records(folder)
+    assert {r["test"] for r in ran if r["board"] == "good-rk3588"} == {"shell", "versions", "rknpu2"}
+    assert not [r for r in ran if r["board"] == "dead-rv1126"]
+    assert "board dead-rv1126 is unusable" in result.stdout and "adb" in result.stdout
+    (run_dir,) = [p for p in reports.iterdir() if p.is_dir()]
+    results = json.loads((run_dir / "results.json").read_text())
+    outcomes = {(t["nodeid"].split("::")[1], t["outcome"]) for t in results["tests"]}
+    assert ("test_shell[good-rk3588]", "passed") in outcomes
+    assert ("test_shell[dead-rv1126]", "broken") in outcomes and ("test_versions[dead-rv1126]", "broken") in outcomes
+    assert results["boards"]["dead-rv1126"].get("broken")
