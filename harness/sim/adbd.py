@@ -23,7 +23,8 @@ import time
 from typing import Callable, NoReturn
 
 from harness.sim import adb_wire as wire
-from harness.sim.adbd_shell import exec_service, kill_process, shell_service
+from harness.sim import board_exec
+from harness.sim.adbd_shell import exec_service, shell_service
 from harness.sim.adbd_sync import sync_service
 from harness.sim.context import BoardContext
 
@@ -313,7 +314,7 @@ class AdbDaemon:
         for conn in connections:
             conn.close()
         for proc in processes:
-            kill_process(proc)
+            board_exec.kill(proc)
         with self._lock:
             threads = list(self._threads)
         for thread in threads:

@@ -9,36 +9,18 @@ controlling terminal, so job control works and Ctrl-C reaches the foreground job
 
 from __future__ import annotations
 
-import fcntl
-import logging
 import os
 import pty
 import selectors
-import struct
 import subprocess
-import termios
 import threading
 from typing import TYPE_CHECKING
 
 from harness.sim import adb_wire as wire
+from harness.sim import board_exec
 
 if TYPE_CHECKING:
     from harness.sim.adbd import AdbDaemon, Stream
-
-log = logging.getLogger("npu-hil.sim.adbd")
-
-
-def kill_process(proc: subprocess.Popen) -> None:
-    """Kill a board command by its Popen handle: unshare's death takes its whole PID namespace along."""
-    if proc.poll() is None:
-        try:
-            proc.kill()
-        except OSError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except Exception:  # noqa: BLE001
-        log.warning("adbd: board process %s did not exit after SIGKILL", proc.pid)
 
 
 class _ShellSession:
@@ -64,7 +46,7 @@ class _ShellSession:
             return
         proc = self.proc
         self.daemon.track_process(proc)
-        self.stream.on_close(lambda: kill_process(proc))
+        self.stream.on_close(lambda: board_exec.kill(proc))
         feeder = threading.Thread(target=self._feed_input, name="adbd-stdin", daemon=True)
         feeder.start()
         try:
@@ -145,7 +127,7 @@ class _ShellSession:
                 elif packet_id == wire.SHELL_WINSIZE and self.use_pty:
                     size = wire.parse_winsize(payload)
                     if size:
-                        fcntl.ioctl(self.stdin_fd, termios.TIOCSWINSZ, struct.pack("HHHH", *size))
+                        board_exec.set_winsize(self.stdin_fd, *size)
 
     def _to_stdin(self, data: bytes) -> None:
         view = memoryview(data)

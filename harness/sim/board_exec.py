@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import termios
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: Device nodes bound from the host into the board's /dev (they must exist as files in the board root).
 BOUND_DEVICES = ("null", "zero", "random", "urandom", "tty")
@@ -102,6 +106,25 @@ def spawn(root: Path, command: str | None, *, env: dict[str, str] | None = None,
     return subprocess.Popen(shell_argv(root, command, login=login), env=board_env,
                             preexec_fn=_die_with_parent_on_tty if controlling_tty else _die_with_parent,
                             **popen_kwargs)
+
+
+def kill(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Kill a board command by its Popen handle and reap it: unshare's ``--kill-child`` takes the board's whole
+    PID namespace (every descendant) with it, so nothing it started survives."""
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        log.error("board process %d did not die after SIGKILL", proc.pid)
+
+
+def set_winsize(fd: int, rows: int, cols: int, xpixels: int = 0, ypixels: int = 0) -> None:
+    """Set a pty's window size (``stty size`` on the board); 0 rows or columns means the usual 24x80."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows or 24, cols or 80, xpixels, ypixels))
 
 
 def run(root: Path, command: str, *, timeout: float = 30.0, env: dict[str, str] | None = None,

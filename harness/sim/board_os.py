@@ -110,7 +110,7 @@ class BoardOS:
         host = "127.0.0.1"
         adbd = AdbDaemon(self.ctx, ports.listen(host, int(os.environ["NPU_HIL_SIM_ADB_PORT"])))
         sshd = SshDaemon(self.ctx, ports.listen(host, int(os.environ["NPU_HIL_SIM_SSH_PORT"])),
-                         host_key_path=self.dir / "ssh_host_ecdsa_key", password=self.profile.root_password,
+                         host_key_path=self.dir / state.HOST_KEY_FILE, password=self.profile.root_password,
                          authorized_keys=self.ctx.root / "root" / ".ssh" / "authorized_keys")
         for service in (adbd, sshd) if ssh else (adbd,):
             service.start()

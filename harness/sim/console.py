@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Sequence
 
-from harness.sim import bootlog
+from harness.sim import board_exec, bootlog
 from harness.sim.context import BoardContext
 
 log = logging.getLogger(__name__)
@@ -170,13 +170,8 @@ class Console:
     def stop(self) -> None:
         """Stop the login thread and kill the shell (its whole PID namespace dies with it)."""
         self._stop.set()
-        shell = self._shell
-        if shell is not None and shell.poll() is None:
-            shell.kill()
-            try:
-                shell.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                log.warning("console: shell pid %d did not die", shell.pid)
+        if self._shell is not None:
+            board_exec.kill(self._shell, timeout=5)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         self._thread = None
@@ -275,9 +270,7 @@ class Console:
             self._proxy(shell_master)
         finally:
             os.close(shell_master)
-            if self._shell.poll() is None:
-                self._shell.kill()
-            self._shell.wait(timeout=5)
+            board_exec.kill(self._shell, timeout=5)
 
     def _proxy(self, shell_master: int) -> None:
         """Copy line -> shell and shell -> line byte for byte (the shell's pty already turned \\n into \\r\\n)."""

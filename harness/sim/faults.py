@@ -8,9 +8,10 @@ the board runs reaches adbd, the console and the NPU at their next operation.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.sim import state
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,7 @@ class FaultSet:
             return float(KINDS[name].default or 0)
 
     def write(self, faults: dict[str, str | None]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(faults, sort_keys=True))
-        os.replace(tmp, self.path)
+        state.write_json(self.path, faults)
         self._mtime = None
 
     def set(self, spec: str) -> None:

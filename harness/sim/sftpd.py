@@ -65,6 +65,13 @@ def _apply_attr(host: Path, attr: SFTPAttributes) -> int:
     return paramiko.SFTP_OK
 
 
+def _mode(attr: SFTPAttributes | None, default: int) -> int:
+    """The permissions a client asked for when creating a file or folder, else ``default`` (umask applies)."""
+    if attr is not None and attr._flags & attr.FLAG_PERMISSIONS:
+        return attr.st_mode & 0o7777
+    return default
+
+
 def _errors_to_status(method):
     """An OSError becomes its SFTP status; a path that cannot be mapped into the board is 'no such file'."""
     def wrapper(self, *args):
@@ -116,8 +123,7 @@ class BoardSftp(SFTPServerInterface):
     @_errors_to_status
     def open(self, path, flags, attr):
         host = self._host(path)
-        mode = attr.st_mode & 0o7777 if attr is not None and attr._flags & attr.FLAG_PERMISSIONS else 0o666
-        fd = os.open(host, flags | os.O_NOFOLLOW, mode)
+        fd = os.open(host, flags | os.O_NOFOLLOW, _mode(attr, 0o666))
         return _BoardFile(self.ctx, host, fd, flags)
 
     @_errors_to_status
@@ -140,8 +146,7 @@ class BoardSftp(SFTPServerInterface):
 
     @_errors_to_status
     def mkdir(self, path, attr):
-        mode = attr.st_mode & 0o7777 if attr is not None and attr._flags & attr.FLAG_PERMISSIONS else 0o777
-        os.mkdir(self._host(path, follow_last=False), mode)
+        os.mkdir(self._host(path, follow_last=False), _mode(attr, 0o777))
         return paramiko.SFTP_OK
 
     @_errors_to_status

@@ -10,14 +10,11 @@ built on ``paramiko.Transport`` rather than anything that short-cuts the wire. E
 from __future__ import annotations
 
 import base64
-import fcntl
 import hmac
 import logging
 import os
 import socket
-import struct
 import subprocess
-import termios
 import threading
 from pathlib import Path
 from typing import Callable
@@ -27,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from paramiko import SFTPServer
 
+from harness.sim import board_exec
 from harness.sim.context import BoardContext
 from harness.sim.sftpd import BoardSftp
 
@@ -112,7 +110,7 @@ class _Server(paramiko.ServerInterface):
         state = self.channels.get(channel.get_id())
         if state is None or state.master is None:
             return False
-        _set_winsize(state.master, width, height)
+        board_exec.set_winsize(state.master, height, width)
         return True
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
@@ -123,10 +121,6 @@ class _Server(paramiko.ServerInterface):
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
         self.daemon._start_session(channel, self.channels.setdefault(channel.get_id(), _Channel()), None)
         return True
-
-
-def _set_winsize(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows or 24, cols or 80, 0, 0))
 
 
 def _pump(read: Callable[[], bytes], send: Callable[[bytes], object]) -> None:
@@ -183,7 +177,7 @@ class SshDaemon:
         with self._lock:
             procs, transports = list(self._procs), list(self._transports)
         for proc in procs:
-            _kill(proc)
+            board_exec.kill(proc)
         for transport in transports:
             transport.close()
         for thread in list(self._threads):
@@ -306,10 +300,10 @@ class SshDaemon:
         term, cols, rows = state.pty
         master, slave = os.openpty()
         try:
-            _set_winsize(slave, cols, rows)
-            # busybox setsid -c makes the pty the shell's controlling terminal (job control, ^C), as login does.
-            proc = self.ctx.spawn_shell("exec setsid -c /bin/sh -l" if command is None else command,
-                                        env={"TERM": term}, stdin=slave, stdout=slave, stderr=slave)
+            board_exec.set_winsize(slave, rows, cols)
+            # the pty becomes the shell's controlling terminal (job control, ^C), as login makes it
+            proc = self.ctx.spawn_shell(command, env={"TERM": term}, login=command is None, controlling_tty=True,
+                                        stdin=slave, stdout=slave, stderr=slave)
         except OSError:
             os.close(master)
             raise
@@ -328,17 +322,4 @@ def _kill_when_closed(channel: paramiko.Channel, proc: subprocess.Popen) -> None
     channel.status_event.wait()
     if proc.poll() is None:
         log.info("ssh channel closed: killing board process %d", proc.pid)
-        _kill(proc)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill a board shell: unshare's --kill-child takes the board's PID namespace (every descendant) with it."""
-    if proc.poll() is None:
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        log.error("board process %d did not die after SIGKILL", proc.pid)
+        board_exec.kill(proc)

@@ -16,6 +16,8 @@ from typing import Any
 #: How the board OS process tells its supervisor what to do next (kept here: importing the supervisor is slow).
 EXIT_POWEROFF = 0
 EXIT_REBOOT = 10
+#: The board's SSH host key in its state folder: made by the supervisor (it advertises the key), served by sshd.
+HOST_KEY_FILE = "ssh_host_key"
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 

@@ -28,6 +28,7 @@ import paramiko
 from harness.sim import faults as faults_mod
 from harness.sim import board_exec, ports, rootfs, state
 from harness.sim.profile import load as load_profile
+from harness.sim.sshd import load_or_create_host_key
 
 EXIT_POWEROFF = state.EXIT_POWEROFF
 EXIT_REBOOT = state.EXIT_REBOOT
@@ -81,10 +82,7 @@ class Supervisor:
 
     def _keys(self) -> None:
         """A host key kept across power cycles (so known_hosts stays valid) and a client key for key login."""
-        host_key_path = self.dir / "ssh_host_ecdsa_key"
-        if not host_key_path.exists():
-            paramiko.ECDSAKey.generate().write_private_key_file(str(host_key_path))
-        host_key = paramiko.ECDSAKey(filename=str(host_key_path))
+        host_key = load_or_create_host_key(self.dir / state.HOST_KEY_FILE)
         self.host_key_line = f"{host_key.get_name()} {host_key.get_base64()}"
         client_key_path = self.dir / "id_ecdsa"
         if not client_key_path.exists():
