@@ -84,13 +84,12 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
     links: dict[str, Any] = {}
     problems: list[str] = []
     timeout = health_timeout or min(defaults.boot_timeout, 60.0)
-    opener = {"console": _open_console, "adb": _open_adb, "ssh": _open_ssh}
-    for name, key in (("console", "serial"), ("adb", "adb"), ("ssh", "ssh")):
+    for name, (open_link, key) in _OPENERS.items():
         if not settings.get(key):
             continue
         try:
-            links[name] = opener[name](settings[key], board_dir=board_dir, chip=chip, adb_server=adb_server,
-                                       timeout=timeout, logger=logger)
+            links[name] = open_link(settings[key], board_dir=board_dir, chip=chip, adb_server=adb_server,
+                                    timeout=timeout, logger=logger)
         except HarnessError as exc:
             problems.append(str(exc))  # each link error already starts with the link name
     board = Board(name=spec.name, chip=chip, links=links, power=power,
@@ -116,10 +115,8 @@ def _place_relinker(spec: BoardSpec, inventory: Inventory, board_dir: Path,
     moves the console to a new ser2net port within seconds, so resolve again until the link opens (bounded)."""
     from harness.lab.labgrid.place import RERESOLVE_TIMEOUT_S, resolve_links
 
-    opener = {"console": (_open_console, "serial"), "adb": (_open_adb, "adb"), "ssh": (_open_ssh, "ssh")}
-
     def relink(name: str) -> Any:
-        open_link, key = opener[name]
+        open_link, key = _OPENERS[name]
         deadline = time.monotonic() + RERESOLVE_TIMEOUT_S
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -190,3 +187,9 @@ def _open_ssh(ssh: dict[str, Any], *, timeout: float, logger: logging.Logger, **
                    connect_timeout=min(timeout, 15.0), log=logger)
     link.connect()
     return link
+
+
+#: Each link's opener and the key of its settings (as built by open_board), in the order links are opened.
+_OPENERS: dict[str, tuple[Callable[..., Any], str]] = {
+    "console": (_open_console, "serial"), "adb": (_open_adb, "adb"), "ssh": (_open_ssh, "ssh"),
+}

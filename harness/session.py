@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,9 @@ from harness.config.models import BoardSpec
 from harness.connect import open_board
 from harness.errors import BoardError, HarnessError
 from harness.lab.locks import BoardLock, lock_for
+from harness.links.ports import free_port
 
 log = logging.getLogger("npu-hil.session")
-
-
-def _free_port() -> int:
-    """A free loopback port for this run's adb server (started right away, so nobody takes it meanwhile)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def new_run_id() -> str:
@@ -65,7 +58,7 @@ class RunSession:
 
             home = self.run_dir / ".adb" / str(os.getpid())  # xdist workers of one run each have their own
             home.mkdir(parents=True, exist_ok=True)
-            self._adb_server = AdbServer(port=_free_port(), home=home)
+            self._adb_server = AdbServer(port=free_port(), home=home)  # started at once: nobody takes it meanwhile
             self._adb_server.start()
         return self._adb_server
 

@@ -164,6 +164,15 @@ class BoardSpec(_Spec):
         """The board is a labgrid place (named, or any place matching ``reserve``)."""
         return bool(self.place or self.reserve)
 
+    @property
+    def link_names(self) -> list[str]:
+        """The links this board has: a simulated board or a place has console, adb and ssh (from the simulator or
+        the place's resources); any other board those configured here."""
+        if self.is_simulated or self.is_place:
+            return ["console", "adb", "ssh"]
+        return [name for name, key in (("console", "serial"), ("adb", "adb"), ("ssh", "ssh"), ("usb", "usb"))
+                if getattr(self, key) is not None]
+
 
 class Defaults(_Spec):
     """``[defaults]``: values shared by every board unless the board says otherwise."""

@@ -125,7 +125,8 @@ def push_atomic(board: Board, local: Path, remote: str, *, timeout: float | None
         raise
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of a host file, read in blocks (a model can be hundreds of MB): compared with :func:`remote_hashes`."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -164,7 +165,7 @@ def push_model(board: Board, package: ModelPackage, chip: str | None = None, *,
             local = Path(tmp) / f"input_{name}.npy"
             np.save(local, array)
             remote = posixpath.join(base, f"input_{name}{'_nhwc' if nhwc else ''}.npy")
-            files.append((local, remote, _sha256(local)))
+            files.append((local, remote, file_sha256(local)))
             input_paths.append(remote)
         on_board = remote_hashes(board, [remote for _, remote, _ in files])
         pushed, reused = [], []

@@ -69,6 +69,10 @@ def runtime_version_command(runtime_lib: str) -> str:
     return f"strings {shlex.quote(runtime_lib)} | grep -i version"
 
 
+#: Every component a VersionRecord carries, in the order reports show them.
+RECORDED_COMPONENTS = ("driver", "rknn_server", "runtime", "chip", "kernel", "rk_version")
+
+
 @dataclass(frozen=True)
 class VersionRecord:
     """Everything the matrix check and the report need to know about a board's NPU stack."""

@@ -33,7 +33,14 @@ from harness.errors import BoardError, HarnessError, LinkTimeout, ProductError
 from harness.firmware.recovery import recover_board
 from harness.links.base import ShellResult
 from harness.npu import goldens
-from harness.npu.deploy import DEFAULT_MODEL_DIR, RemoteModel, push_atomic, push_model, remote_hashes
+from harness.npu.deploy import (
+    DEFAULT_MODEL_DIR,
+    RemoteModel,
+    file_sha256,
+    push_atomic,
+    push_model,
+    remote_hashes,
+)
 from harness.npu.latency import BenchmarkRun, LatencyStats, parse_rknn_benchmark, parse_runner_output
 from harness.npu.model_package import ModelPackage
 from harness.npu.runner import npu_hil_runner
@@ -118,10 +125,8 @@ def runner_path(folder: str = DEFAULT_MODEL_DIR) -> str:
 
 def ensure_runner(board: Board, folder: str = DEFAULT_MODEL_DIR) -> str:
     """Push our runner when the board's copy is missing or different (one hash check otherwise)."""
-    import hashlib
-
     remote = runner_path(folder)
-    digest = hashlib.sha256(RUNNER_LOCAL.read_bytes()).hexdigest()
+    digest = file_sha256(RUNNER_LOCAL)
     if remote_hashes(board, [remote]).get(remote) != digest:
         push_atomic(board, RUNNER_LOCAL, remote)
         log.info("%s: pushed the runner to %s", board.name, remote)

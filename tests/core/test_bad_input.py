@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.sim import api
+from support.sim_leftovers import down_running_boards
 
 pytest_plugins = ["pytester"]
 
@@ -53,9 +52,7 @@ def sim_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     home = tmp_path_factory.mktemp("sim-home")
     monkeypatch.setenv("NPU_HIL_SIM_HOME", str(home))
     yield home
-    for entry in api.list_boards():
-        if entry["running"]:
-            api.down(entry["name"])
+    down_running_boards()
 
 
 def inventory(tmp_path: Path, entry: str, name: str = "bad") -> Path:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from harness.sim import api
+from support.sim_leftovers import down_running_boards
 
 pytest_plugins = ["pytester"]
 
@@ -25,9 +24,7 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, mon
     monkeypatch.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim")))
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     yield pytester
-    for board in api.list_boards():  # a run cut short must not leave a simulated board behind
-        if board.get("running"):
-            api.down(board["name"])
+    down_running_boards()  # a run cut short must not leave a simulated board behind
 
 
 def run_suite(lab: pytest.Pytester, *extra: str) -> pytest.RunResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.sim_leftovers import down_running_boards
 
 from harness.sim import api
 
@@ -45,9 +46,7 @@ def lab(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path_fac
     pytester.makeini("[pytest]\ntimeout = 180\n")
     pytester.makefile(".toml", boards=INVENTORY)
     yield pytester
-    for entry in api.list_boards():  # normally stopped by the run itself; this catches a run that died
-        if entry["running"]:
-            api.down(entry["name"])
+    down_running_boards()  # normally stopped by the run itself; this catches a run that died
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.sim_leftovers import down_running_boards
 
 from harness.errors import BoardError, ConfigError, ProductError
 from harness.report import evidence
 from harness.report.histogram import PNG_MAGIC, latency_histogram_png
 from harness.report.pytest_hooks import properties_escape
 from harness.report.results import failure_class, load_results, write_json_atomic
-from harness.sim import api
 
 pytest_plugins = ["pytester"]
 
@@ -44,6 +44,7 @@ sim = { profile = "rv1126" }
 """
 EVIDENCE_TESTS = '''
 import pytest
+from support.sim_leftovers import down_running_boards
 
 from harness.errors import BoardError, ProductError
 from harness.npu.goldens import Verdict
@@ -119,9 +120,7 @@ def lab_env(sim_home: Path) -> dict[str, str]:
 def stop_sim_boards(sim_home: Path) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NPU_HIL_SIM_HOME", str(sim_home))
-        for entry in api.list_boards():  # normally stopped by the run itself; this catches a run that died
-            if entry["running"]:
-                api.down(entry["name"])
+        down_running_boards()  # normally stopped by the run itself; this catches a run that died
 
 
 @dataclass

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.sim_leftovers import down_running_boards
 
 from harness.npu.goldens import load_golden, save_golden
-from harness.sim import api
 
 pytest_plugins = ["pytester"]
 
@@ -42,9 +42,7 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
                for name, (chip, fault) in FAULTS.items()]
     pytester.makefile(".toml", boards="\n".join(entries))
     yield pytester
-    for board in api.list_boards():  # a run cut short must not leave a simulated board behind
-        if board.get("running"):
-            api.down(board["name"])
+    down_running_boards()  # a run cut short must not leave a simulated board behind
 
 
 def run_suites(lab: pytest.Pytester, board: str, *targets: str, extra: tuple[str, ...] = ()) -> pytest.RunResult:

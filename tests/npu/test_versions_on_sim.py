@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from harness.config.loader import parse_inventory
 from harness.connect import open_board
 from harness.doctor import run_doctor
+from harness.links.ports import free_port
 from harness.links.adb_server import AdbServer
 from harness.npu.board_versions import check_board, probe_board
 from harness.sim import api
@@ -24,26 +24,17 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = parse_inventory('[defaults]\ntoolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }\n')
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sim_home(tmp_path_factory):
-    old = os.environ.get("NPU_HIL_SIM_HOME")
-    os.environ["NPU_HIL_SIM_HOME"] = str(tmp_path_factory.mktemp("sim"))
-    yield Path(os.environ["NPU_HIL_SIM_HOME"])
-    if old is None:
-        del os.environ["NPU_HIL_SIM_HOME"]
-    else:
-        os.environ["NPU_HIL_SIM_HOME"] = old
+    home = tmp_path_factory.mktemp("sim")
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the function-scoped monkeypatch cannot serve
+        patch.setenv("NPU_HIL_SIM_HOME", str(home))
+        yield home
 
 
 @pytest.fixture(scope="module")
 def adb_server(tmp_path_factory):
-    server = AdbServer(port=_free_port(), home=tmp_path_factory.mktemp("adb")).start()
+    server = AdbServer(port=free_port(), home=tmp_path_factory.mktemp("adb")).start()
     yield server
     server.stop()
 
