@@ -14,14 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def timed(action: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call of ``action``."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
 def timings(action: Callable[[], object], runs: int) -> list[float]:
     """Wall-clock seconds of each of ``runs`` calls of ``action``."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return times
+    return [timed(action) for _ in range(runs)]
 
 
 def best_seconds(action: Callable[[], object], runs: int) -> float:

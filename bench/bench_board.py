@@ -20,10 +20,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import timed  # noqa: E402
 from harness.board import Board  # noqa: E402
 from harness.config.loader import Inventory  # noqa: E402
 from harness.connect import open_board  # noqa: E402
@@ -32,12 +32,6 @@ from harness.sim import api  # noqa: E402
 
 BOARD = "sim-rv1126"
 REMOTE = "/userdata/bench-board.bin"
-
-
-def timed(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def summary(label: str, times: list[float], mib: float | None = None) -> str:

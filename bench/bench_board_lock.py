@@ -15,13 +15,12 @@ import statistics
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _common import release_notice_seconds  # noqa: E402
+from _common import release_notice_seconds, timed  # noqa: E402
 from harness.lab.locks import POLL_S, FileBoardLock  # noqa: E402  (after the path tweak)
 
 HOLDER = textwrap.dedent("""
@@ -52,10 +51,7 @@ def main() -> int:
         takes, notices = [], []
         for _ in range(args.rounds):
             lock = FileBoardLock("bench-board", lock_dir, run_id="bench")
-            start = time.perf_counter()
-            lock.acquire(0)
-            lock.release()
-            takes.append(time.perf_counter() - start)
+            takes.append(timed(lambda: (lock.acquire(0), lock.release())))
         for _ in range(max(1, args.rounds // 4)):
             notices.append(notice_once(lock_dir))
     for label, values in (("acquire+release", takes), ("notice release", notices)):

@@ -24,11 +24,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _common import release_notice_seconds
+from _common import release_notice_seconds, timed
+
 from harness.config.loader import load_inventory
 from harness.lab.labgrid.place import PlaceLock, resolve_links
 from harness.lab.labgrid.stand import lab_down, lab_up
-from harness.lab.labgrid.stand_procs import port_in_use
+from harness.links.ports import port_in_use
 
 ADB_PORTS = range(15190, 15200)  # helper P's adb server ports
 HOLDER = textwrap.dedent("""
@@ -51,12 +52,6 @@ def free_port(ports: range) -> int:
     if port is None:
         raise SystemExit(f"no free port in {ports.start}-{ports.stop - 1}")
     return port
-
-
-def timed(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def notice_once(boards_file: Path, place: str, inv) -> float:

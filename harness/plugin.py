@@ -156,9 +156,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """An xdist worker lets its boards go here, not in unconfigure: the controller terminates workers 10 s after
     they report finished, which may cut a slow cleanup (16 boards on 2 cores) short. Runs after the report hooks
     (which still probe the open boards)."""
-    from harness.lab.xdist_boards import role
-
-    if role(session.config) == "worker":
+    if xdist_boards.role(session.config) == "worker":
         run_session(session.config).close()
 
 
@@ -197,12 +195,6 @@ def item_specs(item: pytest.Item) -> list[BoardSpec]:
     return [s for s in specs if s.name == name] if name is not None else list(specs)
 
 
-def _spec_links(spec) -> set[str]:
-    if spec.is_simulated or spec.is_place:  # links come from the simulator or the place, not from boards.toml
-        return {"console", "adb", "ssh"}
-    return {name for name, key in (("console", "serial"), ("adb", "adb"), ("ssh", "ssh"), ("usb", "usb"))
-            if getattr(spec, key) is not None}
-
 
 def mismatch_reason(item: pytest.Item, spec, npu: str) -> str | None:
     """Why the test does not fit the board (chip, NPU generation, links), or None when it does."""
@@ -213,7 +205,7 @@ def mismatch_reason(item: pytest.Item, spec, npu: str) -> str | None:
         if npu not in {n.lower() for n in mark.args}:
             return f"needs {'/'.join(mark.args)}; board {spec.name} is {npu}"
     for mark in item.iter_markers("needs"):
-        missing = set(mark.args) - _spec_links(spec)
+        missing = set(mark.args) - set(spec.link_names)
         if missing:
             return f"needs link(s) {', '.join(sorted(missing))}; board {spec.name} has none configured"
     return None

@@ -1,4 +1,5 @@
-"""Shared by the commands that act on one board (versions, doctor): open it from the inventory, close it after."""
+"""Shared by the commands that act on boards (boards, versions, doctor, firmware): find the inventory the way
+every command does (``--boards-file``, else ./boards.toml, else the built-in one), open a board, close it after."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.board import Board
-from harness.config.loader import load_inventory
+from harness.config.loader import Inventory, load_inventory
 from harness.session import RunSession
 
 
@@ -20,11 +21,15 @@ def add_board_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def cli_inventory(boards_file: str | None) -> Inventory:
+    """The inventory a command uses: ``boards_file``, else ./boards.toml when it exists, else the built-in one."""
+    return load_inventory(boards_file or ("boards.toml" if Path("boards.toml").exists() else None))
+
+
 @contextlib.contextmanager
 def opened_board(args: argparse.Namespace) -> Iterator[Board]:
     """Open the named board (starting a simulated one if needed, stopping it after)."""
-    path = args.boards_file or ("boards.toml" if Path("boards.toml").exists() else None)
-    inventory = load_inventory(path)
+    inventory = cli_inventory(args.boards_file)
     spec = inventory.get(args.board)
     with tempfile.TemporaryDirectory(prefix="npu-hil-") as tmp:
         session = RunSession(inventory=inventory, specs=[spec], reports_dir=Path(tmp), toolkit=args.toolkit)

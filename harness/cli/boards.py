@@ -7,24 +7,19 @@ import json
 import tempfile
 from pathlib import Path
 
-from harness.config.loader import Inventory, load_inventory
+from harness.cli._boards import cli_inventory
 from harness.errors import HarnessError
 
 
-def _inventory(args: argparse.Namespace) -> Inventory:
-    path = args.boards_file or ("boards.toml" if Path("boards.toml").exists() else None)
-    return load_inventory(path)
-
-
 def _links(spec) -> str:
+    links = ", ".join(spec.link_names)
     if spec.is_simulated:
-        return f"sim:{spec.sim.profile} (console, adb, ssh)"
-    return ", ".join(name for name, key in (("console", "serial"), ("adb", "adb"), ("ssh", "ssh"), ("usb", "usb"))
-                     if getattr(spec, key) is not None)
+        return f"sim:{spec.sim.profile} ({links})"
+    return f"place:{spec.place or 'reserved'} ({links})" if spec.is_place else links
 
 
 def _list(args: argparse.Namespace) -> int:
-    inventory = _inventory(args)
+    inventory = cli_inventory(args.boards_file)
     rows = [{"name": s.name, "chip": s.chip, "links": _links(s), "tags": s.tags, "description": s.description}
             for s in inventory.boards.values()]
     if args.json:
@@ -43,7 +38,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    inventory = _inventory(args)
+    inventory = cli_inventory(args.boards_file)
     print(f"{inventory.path or 'built-in inventory'}: {len(inventory.boards)} board(s), valid")
     if not args.probe:
         return 0

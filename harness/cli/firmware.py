@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.chips import chip as lookup_chip
-from harness.cli._boards import opened_board
-from harness.config.loader import load_inventory
+from harness.cli._boards import cli_inventory, opened_board
 from harness.errors import ConfigError
 from harness.firmware.flash import UsbLoaderStrategy, flash, strategy_from_name
 from harness.firmware.inspect import inspect_board, inspect_image
@@ -98,8 +97,7 @@ def _flash(args: argparse.Namespace) -> int:
             options["upgrade_tool"] = args.upgrade_tool
     strategy = strategy_from_name(args.strategy, **options)
     # refuse a bad image or an unusable strategy before the board is opened (a simulated one started)
-    inventory_file = args.boards_file or ("boards.toml" if Path("boards.toml").exists() else None)
-    read_update_image(args.image, chip=load_inventory(inventory_file).get(args.board).chip)
+    read_update_image(args.image, chip=cli_inventory(args.boards_file).get(args.board).chip)
     if isinstance(strategy, UsbLoaderStrategy):
         strategy.check()
     board_args = argparse.Namespace(board=args.board, boards_file=args.boards_file, toolkit=None)

@@ -18,7 +18,8 @@ from harness.errors import ConfigError
 from harness.report.baseline import DEFAULT_DIR
 from harness.report.gate import GateReport, gate
 from harness.report.gate_html import write_html
-from harness.report.gate_md import STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status
+from harness.report.gate_md import (STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status,
+                                    write_markdown)
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
          "missing": "dim"}
@@ -54,8 +55,6 @@ def print_report(report: GateReport, console: Console) -> None:
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from harness.report.gate_md import write_markdown
-
     paths = [Path(p) for p in args.run_dirs]
     if args.baseline and not Path(args.baseline).is_dir():  # a typo must not silently skip the comparison
         raise ConfigError(f"baseline folder {args.baseline} does not exist (accept one with `npu-hil baseline "

@@ -7,6 +7,7 @@ import json
 
 from harness.cli._boards import add_board_arguments, opened_board
 from harness.npu.board_versions import check_board
+from harness.report.evidence import COMPONENTS
 
 
 def _versions(args: argparse.Namespace) -> int:
@@ -17,7 +18,7 @@ def _versions(args: argparse.Namespace) -> int:
                           "matrix": verdict.to_dict()}, indent=2))
     else:
         print(f"{board.name} ({board.chip.name}, {board.npu})")
-        for name in ("driver", "rknn_server", "runtime", "chip", "kernel", "rk_version"):
+        for name in COMPONENTS:
             parsed = getattr(record, name)
             print(f"  {name:12} {parsed.version or 'unreadable'}" + ("" if parsed.version else f"  ({parsed.raw!r})"))
         print(f"  {'server':12} {'running' if record.server_running else 'NOT running'}")

@@ -16,9 +16,7 @@ files atomically, so two hosts accepting at once never leave a half-written refe
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +26,7 @@ from filelock import FileLock, Timeout
 
 from harness.errors import ConfigError
 from harness.report.gate_input import load_run
+from harness.report.results import write_json_atomic
 
 DEFAULT_DIR = Path("reports") / "baselines"
 LOCK_TIMEOUT_S = 30.0
@@ -115,19 +114,6 @@ def load_baselines(root: Path) -> BaselineStore:
     return store
 
 
-def _write_json(target: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``target`` and rename it over: readers see the old or the new file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(payload, out, indent=2, sort_keys=True)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class Accepted:
     """What :func:`accept` stored: the files per chip, and what a person should know about the run."""
@@ -189,8 +175,8 @@ def accept(run_dir: Path, into: Path = DEFAULT_DIR, *, now: datetime | None = No
                 for old in history.glob("*.json"):  # accepting a run again replaces its point
                     if old.name.split("-", 1)[-1] == f"{run_id}.json":  # the stamp holds no '-'
                         old.unlink()
-                _write_json(history / f"{accepted_at}-{run_id}.json", record)
-                _write_json(into / chip / "current.json", record)
+                write_json_atomic(history / f"{accepted_at}-{run_id}.json", record)
+                write_json_atomic(into / chip / "current.json", record)
                 result.files.append(into / chip / "current.json")
     except Timeout:
         raise ConfigError(f"baseline folder {into} is locked by another accept for over {LOCK_TIMEOUT_S:g} s "

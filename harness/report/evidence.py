@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import ConfigError
+from harness.npu.probes import RECORDED_COMPONENTS
 
 if TYPE_CHECKING:
     from harness.npu.goldens import Verdict
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from harness.npu.probes import VersionRecord
     from harness.report.results import ResultsWriter
 
-COMPONENTS = ("driver", "rknn_server", "runtime", "chip", "kernel", "rk_version")
+#: The components of a board's VersionRecord, in the order every report (tables, JUnit, gate) lists them.
+COMPONENTS = RECORDED_COMPONENTS  # what a version table shows, in that order
 
 
 @dataclass

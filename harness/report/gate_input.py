@@ -18,10 +18,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import ConfigError
-
-RESULTS_FILE = "results.json"
-PART_GLOB = "results.*.json"
-SCHEMA = 1
+from harness.report.results import PART_GLOB, RESULTS_FILE, merge_results, read_parts
+from harness.report.results import SCHEMA_VERSION as SCHEMA
 
 
 class _Open(BaseModel):
@@ -140,12 +138,8 @@ def load_run(path: Path) -> Run:
     return Run(path, data.run_id, data.complete, problem, data)
 
 
-
-
 def _merged_parts(path: Path, name: str) -> tuple[dict[str, Any], str]:
     """The workers' parts of a run whose xdist controller never merged them, and why the run is partial."""
-    from harness.report.results import merge_results, read_parts
-
     parts, problems = read_parts(path)
     raw = merge_results(parts, run_id=parts[0].get("run_id", name) if parts else name, complete=False)
     note = (f"no {RESULTS_FILE}: the xdist controller did not finish; read {len(parts)} worker part(s) "

@@ -28,9 +28,10 @@ from support.processes import alive, processes_matching, processes_mentioning
 
 from harness.errors import ConfigError
 from harness.lab.labgrid import exporter_yaml, stand_status
+from harness.lab.labgrid.client import parse_show
 from harness.lab.labgrid.stand import StepFailed, lab_up, restart_exporter
 from harness.lab.labgrid.stand_files import read_state
-from harness.lab.labgrid.stand_procs import free_port
+from harness.links.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 FAILURE_ADB_PORT = 15183
@@ -79,11 +80,11 @@ def test_exporter_yaml_refuses_jinja_markup_and_duplicate_places(tmp_path: Path)
 def test_places_are_listed_with_their_tags(lab) -> None:
     done = labgrid_client(lab.coordinator, "-v", "places")
     assert done.returncode == 0, done.stderr
-    places = stand_status.parse_places(done.stdout)
+    places = {info.name: info for info in parse_show(done.stdout)}
     assert lab.places == ["rv1126-01", "rk3588-02"]
-    assert places["rv1126-01"]["tags"] == {"soc": "rv1126", "npu": "rknpu1", "board": "rv1126-01"}
-    assert places["rk3588-02"]["tags"] == {"soc": "rk3588", "npu": "rknpu2", "board": "rk3588-02"}
-    assert all(p["acquired"] is None for p in places.values())
+    assert places["rv1126-01"].tags == {"soc": "rv1126", "npu": "rknpu1", "board": "rv1126-01"}
+    assert places["rk3588-02"].tags == {"soc": "rk3588", "npu": "rknpu2", "board": "rk3588-02"}
+    assert all(p.acquired is None for p in places.values())
 
 
 def _acquired_env(lab, place: str) -> dict[str, dict]:

@@ -18,6 +18,7 @@ import pytest
 from harness.lab.labgrid import stand_procs
 from harness.lab.labgrid.stand import LabStand, lab_down, lab_up
 from harness.lab.labgrid.stand_files import read_state
+from harness.links.ports import port_in_use
 from harness.sim import state as sim_state
 from support.processes import alive, leftovers
 
@@ -64,7 +65,7 @@ def lab_stand(root: Path, *, boards: int = 2, adb_port: int | None = None,
 def free_port_in(ports: range) -> int:
     """The first port of ``ports`` nobody listens on (one in TIME_WAIT from an earlier stand counts as free)."""
     for port in ports:
-        if not stand_procs.port_in_use("127.0.0.1", port):
+        if not port_in_use("127.0.0.1", port):
             return port
     pytest.fail(f"no free port in {ports.start}-{ports.stop - 1}")
 

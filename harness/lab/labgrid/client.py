@@ -18,14 +18,12 @@ import ast
 import getpass
 import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from harness.errors import BoardError, ConfigError
+from harness.lab.labgrid.stand_procs import find_tool
 
 #: Deadline of one labgrid-client call that only talks to the coordinator (it answers in ~0.1 s).
 CALL_TIMEOUT = 10.0
@@ -102,17 +100,6 @@ def identity(pid: int | None = None) -> tuple[str, str]:
     return socket.gethostname(), f"{user}-pid{pid or os.getpid()}"
 
 
-def find_labgrid_client() -> str:
-    """labgrid-client next to this interpreter (the venv) or on PATH."""
-    beside = Path(sys.executable).with_name("labgrid-client")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("labgrid-client")
-    if not found:
-        raise ConfigError("labgrid-client is not installed (pip install labgrid) but a board names a place")
-    return found
-
-
 class LabgridClient:
     """labgrid-client against one coordinator, as one identity; every call has a deadline."""
 
@@ -121,7 +108,7 @@ class LabgridClient:
         self.coordinator = coordinator
         self.hostname, self.username = ident or identity()
         self.timeout = timeout
-        self.program = find_labgrid_client()
+        self.program = find_tool("labgrid-client")  # ConfigError (fix: pip install labgrid) when absent
 
     @property
     def me(self) -> str:

@@ -24,6 +24,7 @@ from harness.lab.labgrid import stand_files as files
 from harness.lab.labgrid import stand_procs as procs
 from harness.lab.labgrid.stand_adb import connect_boards, start_adb_server
 from harness.lab.labgrid.stand_procs import StepFailed
+from harness.links.ports import free_port, port_in_use
 from harness.sim import api as sim_api
 from harness.sim import profile as sim_profile
 from harness.sim import state as sim_state
@@ -92,8 +93,8 @@ def lab_up(boards: int, *, lab_dir: Path, coordinator_port: int | None = None,
                           fix=f"npu-hil lab down --dir {lab_dir}")
     if old:
         lab_down(lab_dir)  # stale state of a stand whose processes are gone: clear leftovers (ser2net, boards)
-    port = coordinator_port or procs.free_port()
-    if procs.port_in_use(HOST, port):
+    port = coordinator_port or free_port()
+    if port_in_use(HOST, port):
         raise ConfigError(f"port {HOST}:{port} is in use (another coordinator?)", fix="choose another --port")
     for tool in ("labgrid-coordinator", "labgrid-exporter", "labgrid-client", "ser2net"):
         procs.find_tool(tool)

@@ -17,6 +17,7 @@ from harness.lab.labgrid import stand_files as files
 from harness.lab.labgrid import stand_procs as procs
 from harness.lab.labgrid.stand_procs import StepFailed
 from harness.links.adb_server import AdbServer
+from harness.links.ports import free_port, port_in_use
 
 HOST = "127.0.0.1"
 
@@ -31,10 +32,10 @@ def start_adb_server(state: dict[str, Any], lab_dir: Path, adb_port: int | None,
 
     Debian's adb cannot bind a given address (``-L tcp:127.0.0.1:P`` aborts); ``-P`` listens on localhost only.
     """
-    port = adb_port or procs.free_port()
+    port = adb_port or free_port()
     log = lab_dir / "logs" / "adb-server.log"
     server = AdbServer(port=port, home=lab_dir / "adb-home", usb=False, host=HOST)
-    if server.answers() or procs.port_in_use(HOST, port):
+    if server.answers() or port_in_use(HOST, port):
         raise StepFailed("start adb server", f"port {port} is already in use", log)
     (server.home / "tmp").mkdir(parents=True, exist_ok=True)
     state["adb_port"] = port

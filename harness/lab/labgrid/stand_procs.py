@@ -142,21 +142,6 @@ def _reap(proc: dict[str, int] | None) -> None:
             pass
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the kernel's pick), for a coordinator or adb server in tests."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT of a previous stand is not "in use"
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
 
 
 def wait_listening(host: str, port: int, proc: dict[str, int], *, step: str, log: Path, timeout: float) -> None:

@@ -6,32 +6,13 @@ exported?" from the coordinator itself (through ``labgrid-client``), not from wh
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from harness.errors import BoardError
 from harness.lab.labgrid import stand_procs as procs
+from harness.lab.labgrid.client import parse_show
 from harness.lab.labgrid.stand import RESOURCES, available_resources, load_stand
-
-_PLACE = re.compile(r"^Place '([^']+)':$")
-_FIELD = re.compile(r"^  (tags|acquired): ?(.*)$")
-
-
-def parse_places(text: str) -> dict[str, dict[str, Any]]:
-    """``labgrid-client -v places`` output -> {place: {"tags": {k: v}, "acquired": holder or None}}."""
-    places: dict[str, dict[str, Any]] = {}
-    current: dict[str, Any] | None = None
-    for line in text.splitlines():
-        if m := _PLACE.match(line):
-            current = places.setdefault(m.group(1), {"tags": {}, "acquired": None})
-        elif current is not None and (m := _FIELD.match(line)):
-            key, value = m.groups()
-            if key == "tags":
-                current["tags"] = dict(t.split("=", 1) for t in value.split(", ") if "=" in t)
-            else:
-                current["acquired"] = None if value in ("", "None") else value
-    return places
 
 
 def stand_status(lab_dir: Path, *, timeout: float = 15.0) -> dict[str, Any]:
@@ -51,8 +32,8 @@ def stand_status(lab_dir: Path, *, timeout: float = 15.0) -> dict[str, Any]:
                               "error": None}
     log = stand.lab_dir / "logs" / "places.log"
     try:
-        listed = parse_places(procs.run_client(stand.coordinator, ["-v", "places"], step="list places", log=log,
-                                               timeout=timeout))
+        out = procs.run_client(stand.coordinator, ["-v", "places"], step="list places", log=log, timeout=timeout)
+        listed = {info.name: info for info in parse_show(out)}
         available = available_resources(state, timeout=timeout)
     except BoardError as exc:
         result["error"] = str(exc)
@@ -61,8 +42,8 @@ def stand_status(lab_dir: Path, *, timeout: float = 15.0) -> dict[str, Any]:
         info = listed.get(name)
         result["places"][name] = {
             "exists": info is not None,
-            "tags": (info or {}).get("tags", {}),
-            "acquired": (info or {}).get("acquired"),
+            "tags": info.tags if info else {},
+            "acquired": info.acquired if info else None,
             "resources": {r: r in available.get(name, set()) for r in RESOURCES},
         }
     return result
