@@ -44,7 +44,6 @@ sim = { profile = "rv1126" }
 """
 EVIDENCE_TESTS = '''
 import pytest
-from support.sim_leftovers import down_running_boards
 
 from harness.errors import BoardError, ProductError
 from harness.npu.goldens import Verdict
