@@ -1,3 +1,3 @@
-"""Project conftest: loads npu-hil's fixtures for suites/ and tests/ (the plugin itself is an entry point)."""
+"""The repo's conftest: its own fixtures for suites/ (npu-hil's plugin itself loads through its entry point)."""
 
-pytest_plugins = ["fixtures.boards", "fixtures.versions", "fixtures.models", "fixtures.firmware"]
+pytest_plugins = ["fixtures.suite_packages"]

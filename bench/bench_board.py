@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import timed  # noqa: E402
+
 from harness.board import Board  # noqa: E402
 from harness.config.loader import Inventory  # noqa: E402
 from harness.connect import open_board  # noqa: E402

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from _common import release_notice_seconds, timed  # noqa: E402
+
 from harness.lab.locks import POLL_S, FileBoardLock  # noqa: E402  (after the path tweak)
 
 HOLDER = textwrap.dedent("""

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile

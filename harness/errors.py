@@ -53,3 +53,18 @@ class ProductError(HarnessError):
 class BoardBusy(BoardError):
     """Another run holds the board (a file lock on this host, or a labgrid place acquired elsewhere) and it was not
     released within ``--board-wait`` seconds; the message names the holder (user, host, pid, since when)."""
+
+
+class MissingExtra(ConfigError):
+    """An optional part of npu-hil is used without its extra installed; the message is the pip command."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> None:
+    """MissingExtra (one line: what needs it and the ``pip install`` to run) unless ``module`` can be imported.
+
+    Why extras: a lab host that drives real boards needs neither the simulator's ONNX runtime nor plots, and a
+    core install stays small; the first use of the missing part says exactly what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtra(f"{purpose} needs {module}, which is not installed: pip install 'npu-hil[{extra}]'")

@@ -16,10 +16,7 @@ import pytest
 from harness.errors import ProductError
 from harness.npu.deploy import remote_folder
 from harness.npu.goldens import judge
-from harness.npu.model_package import load_package
 from harness.report.evidence import record_golden
-
-REFUSED = Path(__file__).resolve().parent / "refused_models"
 
 
 def test_outputs_match_goldens(model_package, npu_run, golden_policy) -> None:
@@ -46,8 +43,8 @@ def test_unchanged_model_is_not_pushed_again(model_package, npu_push) -> None:
     assert set(second.reused) == {first.model, *first.inputs}
 
 
-def test_model_for_another_chip_is_refused_before_push(board, npu_push) -> None:
-    package = load_package(REFUSED / "wrong_target")
+def test_model_for_another_chip_is_refused_before_push(board, npu_push, wrong_target_package) -> None:
+    package = wrong_target_package
     chip = board.chip.name if board.chip.name in package.manifest.targets else None
     if chip is None:
         pytest.skip(f"the refused package has no file filed under {board.chip.name}")

@@ -18,9 +18,8 @@ from typing import Any
 from harness.chips import chip as lookup_chip
 from harness.cli._boards import cli_inventory, opened_board
 from harness.errors import ConfigError
-from harness.firmware.flash import UsbLoaderStrategy, flash, strategy_from_name
+from harness.firmware.flash import DEFAULT_STRATEGY, STRATEGIES, UsbLoaderStrategy, flash, strategy_from_name
 from harness.firmware.inspect import inspect_board, inspect_image
-from harness.firmware.pytest_options import DEFAULT_STRATEGY, STRATEGIES
 from harness.firmware.rkfw import read_update_image
 
 

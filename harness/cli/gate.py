@@ -18,8 +18,7 @@ from harness.errors import ConfigError
 from harness.report.baseline import DEFAULT_DIR
 from harness.report.gate import GateReport, gate
 from harness.report.gate_html import write_html
-from harness.report.gate_md import (STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status,
-                                    write_markdown)
+from harness.report.gate_md import STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status, write_markdown
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
          "missing": "dim"}

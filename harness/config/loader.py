@@ -24,6 +24,13 @@ SIM_PREFIX = "sim-"
 RESERVED_PREFIX = "reserved-"
 
 
+def _printable(text: object) -> str:
+    """A name as it can stand in a one-line message: control characters (a newline in a quoted TOML key or a
+    command-line tag) are escaped, so every fault stays on its own line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 def _describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -32,7 +39,7 @@ def _describe(value: Any) -> str:
 def _format_errors(source: str, where: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(entry)"
+        key = ".".join(_printable(p) for p in err["loc"]) or "(entry)"
         msg = err["msg"].removeprefix("Value error, ")
         found = "" if err["type"] in ("missing", "value_error") else f", found {_describe(err.get('input'))}"
         if err["type"] == "extra_forbidden":
@@ -68,18 +75,20 @@ class Inventory:
         implicit = _implicit_sim(name)
         if implicit is not None:
             return implicit
-        by_chip = [b for b in self.boards.values() if b.chip == name.lower()]
+        # a chip name selects a real board only: a simulated board is always chosen by its sim- name, so a lab
+        # whose inventory lists sim-rv1126 beside its bench RV1126 never runs the simulator by accident
+        by_chip = [b for b in self.boards.values() if b.chip == name.lower() and not b.is_simulated]
         if len(by_chip) == 1:
             return by_chip[0]
-        if not by_chip:
-            implicit = _implicit_sim(SIM_PREFIX + name.lower())
-            if implicit is not None and not any(b.chip == name.lower() for b in self.boards.values()):
-                return implicit
         where = str(self.path) if self.path else "the built-in inventory"
         if by_chip:
             raise ConfigError(f"--board {name!r} matches several {name} boards in {where}: "
                               f"{', '.join(b.name for b in by_chip)}; name one")
-        known = ", ".join(sorted(self.boards)) or "none"
+        if _implicit_sim(SIM_PREFIX + name.lower()) is not None:
+            raise ConfigError(f"--board {name!r}: no real {name.lower()} board in {where}; add one (see the "
+                              f"README, \"A real lab\") or run on a simulated one with "
+                              f"--board {SIM_PREFIX}{name.lower()}")
+        known = ", ".join(_printable(n) for n in sorted(self.boards)) or "none"
         raise ConfigError(f"unknown board {name!r} in {where}; known boards: {known} "
                           f"(simulated: sim-<profile>, e.g. sim-rv1126)")
 
@@ -96,7 +105,7 @@ class Inventory:
             if not chosen:
                 reservation = self._reservation(tags)
                 if reservation is None:
-                    raise ConfigError(f"no board in {self.path} has tag(s) {', '.join(tags)}")
+                    raise ConfigError(f"no board in {self.path} has tag(s) {_printable(', '.join(tags))}")
                 chosen[reservation.name] = reservation
         return list(chosen.values())
 
@@ -107,16 +116,16 @@ class Inventory:
             return None
         bad = [t for t in tags if "=" not in t]
         if bad:
-            raise ConfigError(f"no board in {self.path or 'the inventory'} has tag(s) {', '.join(tags)}; to reserve "
-                              f"a labgrid place every --board-tag must be KEY=VALUE (e.g. soc=rk3588), "
-                              f"found {', '.join(bad)}")
+            raise ConfigError(f"no board in {self.path or 'the inventory'} has tag(s) {_printable(', '.join(tags))}; "
+                              f"to reserve a labgrid place every --board-tag must be KEY=VALUE (e.g. soc=rk3588), "
+                              f"found {_printable(', '.join(bad))}")
         filters = dict(t.split("=", 1) for t in tags)
         if "chip" in filters:
             filters["soc"] = filters.pop("chip")
         chip = filters.get("soc", "").lower()
         if not chip:
-            raise ConfigError(f"--board-tag {' '.join(tags)}: reserving a labgrid place needs soc=<chip> among the "
-                              f"tags (the chip decides the toolkit and the tests)")
+            raise ConfigError(f"--board-tag {_printable(' '.join(tags))}: reserving a labgrid place needs soc=<chip> "
+                              f"among the tags (the chip decides the toolkit and the tests)")
         name = RESERVED_PREFIX + ",".join(f"{k}={v}" for k, v in filters.items())
         try:
             spec = BoardSpec(name=name, chip=chip, reserve=filters, tags=list(tags))
@@ -124,7 +133,8 @@ class Inventory:
             raise ConfigError(_format_errors("--board-tag", name, exc).replace("\n", "; ")) from None
         problems = _check_references("--board-tag", spec)
         if problems:
-            raise ConfigError(problems[0].replace(f"[boards.{name}]: ", f"{' '.join(tags)}: "))
+            where = f"[boards.{_printable(name)}]: "
+            raise ConfigError(problems[0].replace(where, f"{_printable(' '.join(tags))}: "))
         return spec
 
     def default_coordinator(self) -> str | None:
@@ -147,7 +157,7 @@ class Inventory:
 
 
 def _no_coordinator(source: str, name: str) -> str:
-    return (f"{source}: [boards.{name}]: coordinator: a labgrid place board needs a coordinator: set "
+    return (f"{source}: [boards.{_printable(name)}]: coordinator: a labgrid place board needs a coordinator: set "
             f"coordinator = \"HOST:PORT\" on the board or in [defaults], or export LG_COORDINATOR")
 
 
@@ -163,28 +173,38 @@ def parse_inventory(text: str, source: str = "boards.toml", path: Path | None = 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
     unknown = set(data) - {"defaults", "boards"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level table(s) {', '.join(sorted(unknown))}; "
+        raise ConfigError(f"{source}: unknown top-level table(s) {', '.join(_printable(k) for k in sorted(unknown))}; "
                           f"expected [defaults] and [boards.NAME]")
     errors: list[str] = []
-    try:
-        defaults = Defaults(**data.get("defaults", {}))
-    except ValidationError as exc:
-        errors.append(_format_errors(source, "[defaults]", exc))
-        defaults = Defaults()
+    defaults = Defaults()
+    raw_defaults = data.get("defaults", {})
+    if not isinstance(raw_defaults, dict):
+        errors.append(f"{source}: [defaults]: expected a table, found {_describe(raw_defaults)}")
+    else:
+        try:
+            defaults = Defaults(**raw_defaults)
+        except ValidationError as exc:
+            errors.append(_format_errors(source, "[defaults]", exc))
     boards: dict[str, BoardSpec] = {}
     raw_boards = data.get("boards", {})
     if not isinstance(raw_boards, dict):
         raise ConfigError(f"{source}: 'boards' must be tables [boards.NAME], found {_describe(raw_boards)}")
     for name, entry in raw_boards.items():
+        label = _printable(name)
         if not isinstance(entry, dict):
-            errors.append(f"{source}: [boards.{name}]: expected a table, found {_describe(entry)}")
+            errors.append(f"{source}: [boards.{label}]: expected a table, found {_describe(entry)}")
+            continue
+        if "name" in entry:
+            errors.append(f"{source}: [boards.{label}]: name: unknown key (a board's name is its table's name)")
             continue
         try:
             spec = BoardSpec(name=name, **entry)
         except ValidationError as exc:
-            errors.append(_format_errors(source, f"[boards.{name}]", exc))
+            errors.append(_format_errors(source, f"[boards.{label}]", exc))
             continue
         errors.extend(_check_references(source, spec))
         if spec.is_place and not (spec.coordinator or defaults.coordinator or os.environ.get("LG_COORDINATOR")):
@@ -203,18 +223,18 @@ def _check_references(source: str, spec: BoardSpec) -> list[str]:
     errors = []
     chips = load_chips()
     if spec.chip not in chips:
-        errors.append(f"{source}: [boards.{spec.name}]: chip: unknown chip {spec.chip!r}; "
+        errors.append(f"{source}: [boards.{_printable(spec.name)}]: chip: unknown chip {spec.chip!r}; "
                       f"known: {', '.join(sorted(chips))}")
     from harness.links.power import make_power
 
     if not spec.is_simulated:
         try:
-            make_power(dict(spec.power), spec.name)  # builds the driver only: no side effects
+            make_power(dict(spec.power), _printable(spec.name))  # builds the driver only: no side effects
         except ConfigError as exc:
             errors.append(f"{source}: {exc}")
     if spec.sim and spec.sim.profile.removeprefix(SIM_PREFIX) not in known_profiles() \
             and not spec.sim.profile.endswith(".toml"):
-        errors.append(f"{source}: [boards.{spec.name}]: sim.profile: unknown profile {spec.sim.profile!r}; "
+        errors.append(f"{source}: [boards.{_printable(spec.name)}]: sim.profile: unknown profile {spec.sim.profile!r}; "
                       f"known: {', '.join(known_profiles())}")
     return errors
 
@@ -225,7 +245,9 @@ def load_inventory(path: Path | str | None) -> Inventory:
         return Inventory(path=None)
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")  # TOML is UTF-8, whatever the locale says
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"boards file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except FileNotFoundError:
         raise ConfigError(f"boards file {path} does not exist (pass --boards-file, or create it: see README)") \
             from None

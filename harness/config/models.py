@@ -116,6 +116,14 @@ class BoardSpec(_Spec):
     coordinator: str | None = None  # HOST:PORT of the labgrid coordinator (else [defaults], else LG_COORDINATOR)
     place_auth: PlaceAuth | None = None
 
+    @field_validator("power")
+    @classmethod
+    def _power_type(cls, value: dict[str, Any]) -> dict[str, Any]:
+        kind = value.get("type", "none")
+        if not isinstance(kind, str):  # the power drivers are looked up by this name
+            raise ValueError(f"power.type: expected a string (none, sim, command, uhubctl), found {kind!r}"[:160])
+        return value
+
     @field_validator("place")
     @classmethod
     def _place_name(cls, value: str | None) -> str | None:

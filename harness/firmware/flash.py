@@ -95,6 +95,11 @@ class UsbLoaderStrategy:
             RkDevelopTool(self.rkdeveloptool)  # ConfigError when it is not installed
 
 
+#: The names ``--firmware-strategy`` and ``npu-hil firmware flash --strategy`` accept.
+STRATEGIES = ("ota-adb", "ota-ssh", "usb", "usb-upgrade_tool")
+DEFAULT_STRATEGY = "ota-adb"
+
+
 def strategy_from_name(name: str, **options: Any) -> OtaStrategy | UsbLoaderStrategy:
     """``ota-adb``, ``ota-ssh``, ``usb`` (rkdeveloptool) or ``usb-upgrade_tool`` (needs upgrade_tool=PATH)."""
     if name in ("ota-adb", "ota-ssh", "ota"):

@@ -377,7 +377,8 @@ def _progress(label: str, total: int, progress: bool | Progress | None) -> Itera
     if not (progress if progress is not None else sys.stdout.isatty()):
         yield lambda done: None
         return
-    from rich.progress import BarColumn, DownloadColumn, Progress as Bar, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+    from rich.progress import Progress as Bar
 
     with Bar("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
              transient=True) as bar:

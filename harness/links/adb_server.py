@@ -4,7 +4,7 @@ Why own it: adbutils silently runs ``adb start-server`` on the default port 5037
 PATH, or one it bundles) when it cannot reach a server. That server is shared with every other tool on the
 host, keeps its keys in the user's ~/.android and probes 127.0.0.1:5555-5585 for emulators. A harness that
 must say *whose* fault a failure is cannot stand on that, so this module starts ``adb nodaemon server`` as a
-child process with an isolated environment (see shared/reference/adb-notes.md), and hands out adbutils
+child process with an isolated environment (see docs/reference/adb-notes.md), and hands out adbutils
 clients that can never start a server by themselves. ``AdbServer.remote()`` wraps a lab's server that
 someone else runs (``adb -a -P 5037 nodaemon server``): we talk to it but never start or stop it.
 :class:`DeadlineSocket` gives a stream to the server one hard deadline; :func:`state_error` turns the

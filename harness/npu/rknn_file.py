@@ -68,6 +68,8 @@ def unpack_sim_model(data: bytes) -> tuple[bytes, dict[str, Any]]:
         trailer = json.loads(data[end + 8:end + 8 + trailer_len])
     except (ValueError, UnicodeDecodeError) as exc:
         raise RknnFormatError(f"unreadable JSON trailer: {exc}") from None
+    except RecursionError:
+        raise RknnFormatError("unreadable JSON trailer: nested too deeply") from None
     if not isinstance(trailer, dict) or trailer.get(SIM_PAYLOAD_KEY) != "onnx":
         raise RknnFormatError("not a simulator package (no ONNX payload)")
     return data[_SIM_PAYLOAD_OFFSET:end], trailer

@@ -19,13 +19,31 @@ _LEN = struct.Struct("<Q")
 _TRAILER_KEYS = ("target_platform", "version", "ori_network_platform", "pre_compile", "norm_tensor")
 
 
+#: Deepest nesting a trailer may have. Rockchip's are a few levels deep; a deeper one (a corrupt or hostile
+#: file) would exhaust the stack of whoever copies or prints it (``RknnInfo.to_dict``, ``--json``).
+MAX_DEPTH = 64
+
+
+def _shallow(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests lists and objects at most ``limit`` deep (iterative: no recursion to overflow)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return False
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` decoded as UTF-8 JSON if it is an object; None for anything else (never raises)."""
+    """``raw`` decoded as UTF-8 JSON if it is an object at most MAX_DEPTH deep; None for anything else (never
+    raises)."""
     try:
         value = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, dict) and _shallow(value) else None
 
 
 def read_trailer_at(data: bytes, offset: int) -> tuple[dict[str, Any], int] | None:

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import BoardError, HarnessError, LinkTimeout, ProductError
-from harness.firmware.recovery import recover_board
 from harness.links.base import ShellResult
 from harness.npu import goldens
 from harness.npu.deploy import (
@@ -44,6 +43,7 @@ from harness.npu.deploy import (
 from harness.npu.latency import BenchmarkRun, LatencyStats, parse_rknn_benchmark, parse_runner_output
 from harness.npu.model_package import ModelPackage
 from harness.npu.runner import npu_hil_runner
+from harness.recovery import recover_board
 
 if TYPE_CHECKING:
     from harness.board import Board

@@ -59,10 +59,7 @@ def collect_verbose_log(board: "Board", command: str, *, timeout: float = 120.0,
         parts.append("# console (rknn_server logs here)\n" + board.console.excerpt(since=mark))
     path = board.run_dir / f"runtime-verbose-{time.strftime('%H%M%S')}-{abs(hash(command)) % 10000:04d}.log"
     text = "\n".join(parts) + "\n"
-    path.write_text(text)
-    from harness.report.evidence import attach_text
-
-    attach_text(f"runtime verbose log ({board.name})", text)  # into the report when a run is recording
+    path.write_text(text)  # the caller attaches it to its report (the npu side knows no reports)
     return VerboseLog(command=command, exit_code=exit_code, text=text, path=path)
 
 

@@ -65,7 +65,7 @@ def normalize_version(version: str) -> str | None:
         text = text[1:]
     try:
         return str(Version(text))
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a number too long for int() (over 4300 digits)
         return None
 
 

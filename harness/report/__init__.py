@@ -1,7 +1,7 @@
 """Run evidence for people and CI: allure results, JUnit properties and ``reports/<run-id>/results.json``.
 
 Suites and library code record what they measured with :mod:`harness.report.evidence`; the pytest side lives in
-:mod:`harness.report.pytest_hooks`; :mod:`harness.report.results` writes results.json; :mod:`harness.report.histogram`
+:mod:`harness.plugin.reporting`; :mod:`harness.report.results` writes results.json; :mod:`harness.report.histogram`
 draws latency histograms.
 """
 

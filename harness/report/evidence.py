@@ -2,7 +2,7 @@
 
 Why a tiny module-level API instead of a fixture: the data worth keeping is produced deep in suites and library
 code (a golden verdict per sample, a latency run per package) and the caller should not have to thread a
-reporter object through. :class:`harness.report.pytest_hooks.ReportHooks` opens a record when a test starts and
+reporter object through. :class:`harness.plugin.reporting.ReportHooks` opens a record when a test starts and
 closes it when the test ends; the functions here add to the open record. Everything goes to ``results.json``;
 to allure only when allure-pytest is active (``--alluredir``): text at once, the version table, golden diff and
 latency histogram when the test fails. Outside a run (no hooks, a script) the calls are harmless no-ops.
@@ -129,6 +129,13 @@ def record_versions(board: Any, record: VersionRecord, verdict: MatrixVerdict | 
                                    matrix=verdict.to_dict() if verdict is not None else None)
     if RECORDER.current is not None:
         RECORDER.current.versions[name] = table
+
+
+def record_firmware(board: Any, **entry: Any) -> None:
+    """The firmware under test on a board (image, RK_VERSION before and after, flashed or why not): into
+    results.json's boards, where the gate reads it."""
+    if RECORDER.results is not None:
+        RECORDER.results.set_board(_name(board), firmware={k: v for k, v in entry.items() if v is not None})
 
 
 # ------------------------------------------------------------------------------------------------ latency

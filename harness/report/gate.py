@@ -36,6 +36,7 @@ from harness.npu.latency import LatencyStats, regression
 from harness.npu.versions import same_version
 from harness.report.evidence import COMPONENTS as VERSION_COMPONENTS
 from harness.report.gate_input import Run, TestEntry, load_run
+
 #: Order in which reasons are listed: what a release manager must read first comes first.
 REASON_ORDER = ("incomplete", "product", "versions", "version-disagreement", "latency", "broken", "config", "gap")
 NO_BOARD = "(no board)"

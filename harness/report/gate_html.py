@@ -13,8 +13,18 @@ from html import escape
 from pathlib import Path
 
 from harness.report.gate import VERSION_COMPONENTS, GateReport, LatencyRow
-from harness.report.gate_md import (STATE_MARK, budget_text, cell_of, cell_text, change_text, component_header,
-                                    fmt_ms, found_text, latency_status, trend_text)
+from harness.report.gate_md import (
+    STATE_MARK,
+    budget_text,
+    cell_of,
+    cell_text,
+    change_text,
+    component_header,
+    fmt_ms,
+    found_text,
+    latency_status,
+    trend_text,
+)
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS = """

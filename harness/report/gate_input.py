@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
+from harness.npu.probes import RECORDED_COMPONENTS
 from harness.report.results import PART_GLOB, RESULTS_FILE, merge_results, read_parts
 from harness.report.results import SCHEMA_VERSION as SCHEMA
 
@@ -65,6 +66,21 @@ class BoardEntry(_Open):
     versions: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     broken: bool | str | None = None
+
+    @field_validator("versions", "matrix")
+    @classmethod
+    def _objects(cls, value: dict[str, Any] | None, info: Any) -> dict[str, Any] | None:
+        """The gate reads each version component, the matrix's ``expected`` and each mismatch as an object."""
+        if value is None:
+            return None
+        if info.field_name == "versions":
+            inner = [value.get(c) for c in RECORDED_COMPONENTS]
+        else:
+            mismatches = value.get("mismatches") or []
+            inner = [value.get("expected"), *(mismatches if isinstance(mismatches, list) else [mismatches])]
+        if not all(v is None or isinstance(v, dict) for v in inner):
+            raise ValueError(f"{info.field_name} holds a non-object where the gate reads an object")
+        return value
 
 
 class ResultsFile(_Open):
@@ -120,7 +136,7 @@ def load_run(path: Path) -> Run:
     else:
         try:
             raw = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8; a 5000-digit number; nested too deep
             return Run(path, name, False, f"{RESULTS_FILE} is unreadable (interrupted while writing?): {exc}")
     version = raw.get("schema_version", raw.get("schema")) if isinstance(raw, dict) else None
     if version != SCHEMA:

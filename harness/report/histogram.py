@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, require_extra
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,6 +25,8 @@ def latency_histogram_png(samples_ms: Sequence[float], *, title: str = "latency"
     Raises ConfigError when there is nothing to draw.
     """
     import numpy as np
+
+    require_extra("matplotlib", "reports", "the latency histogram")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

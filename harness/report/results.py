@@ -11,7 +11,8 @@ firmware or model is wrong: a *failed* test), ``infrastructure`` (the board or t
 
 Under pytest-xdist each worker writes its own ``results.<worker>.json`` (same schema, incrementally) and the
 controller merges them into ``results.json`` at the end (:func:`write_merged`): workers never rewrite one shared
-file, and a run whose controller was killed can still be read from its parts (:func:`read_parts`, :func:`merge_results`).
+file, and a run whose controller was killed can still be read from its parts (:func:`read_parts`,
+:func:`merge_results`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -156,11 +157,42 @@ class ResultsWriter:
         self.flush()
 
 
+class ResultsFormatError(ConfigError, ValueError):
+    """A file that is not a results document this code can merge (bad JSON, wrong schema, wrong field types).
+
+    A ValueError too, because callers of :func:`load_results` have always caught it as one."""
+
+
+#: Fields a results document must have the right type of, for :func:`merge_results` to combine it.
+_SHAPE = {"boards": dict, "tests": list, "host": (dict, type(None)), "started": (str, type(None)),
+          "finished": (str, type(None)), "complete": (bool, type(None))}
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What makes a parsed document unusable for merging (the first problem found), or None."""
+    for key, kinds in _SHAPE.items():
+        if key in data and not isinstance(data[key], kinds):
+            return f"{key} is a {type(data[key]).__name__}"
+    if not all(isinstance(entry, dict) for entry in data.get("boards", {}).values()):
+        return "a boards entry is not an object"
+    if not all(isinstance(test, dict) and isinstance(test.get("outcome"), str) for test in data.get("tests", [])):
+        return "a tests entry is not an object with a string outcome"
+    return None
+
+
 def load_results(path: Path) -> dict[str, Any]:
-    """Read a results.json (used by tests and tools); raises ValueError for a file that is not one."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Read a results.json (used by tests and tools); ResultsFormatError (a ConfigError and a ValueError) for a
+    file that is not one, OSError when it cannot be read."""
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, a number over int()'s 4300 digits
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ResultsFormatError(f"{path} is not valid JSON: {reason}") from None
     if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{path} is not a npu-hil results.json of schema {SCHEMA_VERSION}")
+        raise ResultsFormatError(f"{path} is not a npu-hil results.json of schema {SCHEMA_VERSION}")
+    problem = _shape_problem(data)
+    if problem:
+        raise ResultsFormatError(f"{path} is not a npu-hil results.json: {problem}")
     return data
 
 
@@ -208,10 +240,12 @@ def merge_results(parts: list[dict[str, Any]], *, run_id: str, toolkit: str | No
     started = [p["started"] for p in parts if p.get("started")]
     finished = [p["finished"] for p in parts if p.get("finished")]
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id, "complete": complete and all(p.get("complete") for p in parts),
+        "schema_version": SCHEMA_VERSION, "run_id": run_id,
+        "complete": complete and all(p.get("complete") for p in parts),
         "started": min(started) if started else now_iso(), "finished": max(finished) if finished else None,
         "host": host or (parts[0].get("host") if parts else host_info()),
-        "toolkit": toolkit if toolkit is not None else next((p.get("toolkit") for p in parts if p.get("toolkit")), None),
+        "toolkit": (toolkit if toolkit is not None
+                    else next((p.get("toolkit") for p in parts if p.get("toolkit")), None)),
         "boards": boards, "summary": summary, "tests": tests,
         "workers": {str(p.get("worker", i)): {"pid": (p.get("host") or {}).get("pid"), "complete": p.get("complete"),
                                               "tests": len(p.get("tests", []))} for i, p in enumerate(parts)},

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from harness.errors import BoardError, ConfigError
+from harness.errors import BoardError, ConfigError, MissingExtra, require_extra
 from harness.sim import faults as faults_mod
 from harness.sim import state
 from harness.sim.profile import COMPONENTS, UnknownProfile
@@ -49,6 +49,11 @@ def up(profile: str, *, name: str | None = None, faults: list[str] = (), version
     runtime); ``owner_pid`` makes the board shut itself down when that process dies; ``fresh`` wipes a previous
     board of the same name (its /userdata included).
     """
+    try:
+        require_extra("onnxruntime", "sim", "a simulated board's NPU")
+        require_extra("onnx", "sim", "a simulated board's NPU")
+    except MissingExtra as exc:
+        raise SimError(str(exc)) from None
     try:
         prof = load_profile(profile)
         active = faults_mod.parse_all(list(faults))

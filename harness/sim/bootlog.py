@@ -96,7 +96,8 @@ def recovery_kernel_lines(profile: Profile, driver_version: str) -> list[tuple[f
 
 def recovery_lines(reason: str, package: str) -> list[str]:
     """What Rockchip's recovery prints when the misc partition holds ``boot-recovery`` (an update to finish)."""
-    return ["starting recovery...", "LOG_INFO: Boot command: boot-recovery", "LOG_INFO: Got arguments from boot message",
+    return ["starting recovery...", "LOG_INFO: Boot command: boot-recovery",
+            "LOG_INFO: Got arguments from boot message",
             f"LOG_INFO: out->recovery = {package}", f"LOG_ERROR: last update did not finish ({reason})", "",
             "*********************************************", "*      Rockchip Linux recovery mode         *",
             "*  update interrupted: firmware not changed *", "*********************************************"]

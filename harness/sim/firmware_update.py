@@ -4,9 +4,10 @@ Why: a lab updates a Rockchip Linux board with ``adb push update.img /userdata/`
 --image_url=/userdata/update.img --misc=update --savepath=/userdata/update.img --reboot`` (rockchip-facts.md,
 "Firmware update"), and must see the board come back running the new release, or refuse a bad image, or end up
 in recovery when power is lost mid-flash. The board script ``/usr/bin/updateEngine`` hands its arguments to the
-gate operation served here. The image is checked with the harness's own RKFW reader (MD5, chip); the simulator's
-images carry a manifest of the new versions (:mod:`harness.firmware.rkfw`), and "flashing" writes it to
-``STATE_DIR/firmware.json``, which :func:`apply_installed` lays over the profile at every boot.
+gate operation served here. The image is checked by the board's own reader (:mod:`harness.sim.update_image`:
+RKFW header, MD5, chip), never by the harness's parser, so a parser bug is not mirrored on the board; the
+simulator's images carry a manifest of the new versions, and "flashing" writes it to ``STATE_DIR/firmware.json``,
+which :func:`apply_installed` lays over the profile at every boot.
 
 ``STATE_DIR/misc.json`` plays the misc partition's bootloader message: while it says ``boot-recovery`` the
 board boots into recovery (fault ``flash-power-loss`` leaves it there). Output lines follow the real tool's
@@ -24,13 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-from harness.firmware.rkfw import UpdateImage, read_update_image
 from harness.sim import partitions, state
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate, GateReply, GateRequest
 from harness.sim.profile import COMPONENTS, Profile
 from harness.sim.rootpath import OutsideRoot
+from harness.sim.update_image import FlashImage, ImageRefused, read_image
 
 FIRMWARE_FILE = "firmware.json"
 MISC_FILE = "misc.json"
@@ -125,7 +125,8 @@ class UpdateEngine:
                       "--update             Upgrade mode.\n--partition=0x3FFC00 Set the partition to be upgraded.\n"
                       "--reboot             Restart the machine at the end of the program.\n"
                       "--version_url=url    The path to the file of version.\n"
-                      "--image_url=url      Path to upgrade firmware.\n--savepath=url       save the update.img to url.")
+                      "--image_url=url      Path to upgrade firmware.\n"
+                      "--savepath=url       save the update.img to url.")
             return 0
         misc = values.get("misc")
         if misc is not None and misc != "update":
@@ -154,7 +155,7 @@ class UpdateEngine:
             return EXIT_ERR
         return self._flash(image, savepath, "reboot" in flags, reply, info)
 
-    def _check(self, url: str, info: Log, error: Log) -> UpdateImage | None:
+    def _check(self, url: str, info: Log, error: Log) -> FlashImage | None:
         """The verified image at board path ``url``, or None after printing why it is refused."""
         try:
             host = self.ctx.host_path(url)
@@ -163,22 +164,20 @@ class UpdateEngine:
             return None
         info("where the file is local.")
         try:
-            image = read_update_image(host, chip=self.ctx.profile.chip)
-        except ConfigError as exc:
-            message = str(exc).replace(str(host), url)
-            if "wrong MD5" in message:
-                actual = message.rsplit("hash to ", 1)[-1].split()[0]
-                info(f"new md5:{actual}")
+            image = read_image(host, self.ctx.profile.chip)
+        except ImageRefused as exc:
+            if exc.md5 is not None:
+                info(f"new md5:{exc.md5}")
                 error(f"MD5Check is error of {url}")
-            error(message)
+            error(f"{url}: {exc}")
             return None
         info(f"new md5:{image.md5}")
         info(f"MD5Check is ok of {url}")
         if image.manifest is None:
-            error(f"{url}: firmware area is {image.payload_magic!r}, not an npu-hil image: the simulated board "
-                  "installs only images made by harness.firmware.rkfw.build_update_image")
+            error(f"{url}: firmware area is {image.area_magic!r}, not an npu-hil image: the simulated board "
+                  "installs only images whose firmware area carries the npu-hil manifest")
             return None
-        info(f"machine_model = {image.chip_name}, version = {image.version_str}")
+        info(f"machine_model = {image.chip_name}, version = {image.version}")
         info("analyticImage ok.")
         return image
 
@@ -191,7 +190,7 @@ class UpdateEngine:
         info(f"save image to {savepath}.")
         return True
 
-    def _flash(self, image: UpdateImage, savepath: str, reboot: bool, reply: GateReply, info: Log) -> int:
+    def _flash(self, image: FlashImage, savepath: str, reboot: bool, reply: GateReply, info: Log) -> int:
         """Write the partitions (progress lines), then install the manifest's release; or lose power midway."""
         power_loss = "flash-power-loss" in self.ctx.faults
         info("start RK_ota_start.")
@@ -205,7 +204,7 @@ class UpdateEngine:
         manifest = image.manifest or {}
         state.write_json(self.ctx.state_dir / FIRMWARE_FILE, {
             "rk_version": manifest["rk_version"], "versions": dict(manifest["versions"]), "image": savepath,
-            "md5": image.md5, "image_version": image.version_str, "installed_at": time.time()})
+            "md5": image.md5, "image_version": image.version, "installed_at": time.time()})
         (self.ctx.state_dir / MISC_FILE).unlink(missing_ok=True)  # a finished update clears recovery's command
         info("RK_ota_start is ok!")
         info("rk ota success.")

@@ -2,8 +2,9 @@
 
 ``/usr/libexec/sim-gate`` on the board (busybox ``nc``) connects to this loopback server and sends the argument
 count, the working directory and the arguments, NUL-separated. A handler streams output lines back; lines sent
-with :meth:`GateReply.err` reach the caller's stderr, ``@@ka`` keep-alive lines are dropped, and the last line carries the exit status. When the caller
-goes away (its adb or ssh session closed), :attr:`GateReply.closed` turns true so a long handler can stop.
+with :meth:`GateReply.err` reach the caller's stderr, ``@@ka`` keep-alive lines are dropped, and the last line
+carries the exit status. When the caller goes away (its adb or ssh session closed), :attr:`GateReply.closed`
+turns true so a long handler can stop.
 """
 
 from __future__ import annotations

@@ -14,19 +14,23 @@ failures (``goto out``); the simulated one exits 255 on every failure, so script
 must not rely on the exit status of the real one.
 
 ``python3`` runs only our runner (the file must carry ``# npu-hil runner protocol 1``): the simulator executes
-that very file's :func:`run` with an emulated ``RKNNLite`` and a clock that advances by the simulated NPU
-time, so the runner's output format cannot drift between the real board and the simulated one.
+the file that was pushed to the board (its protocol entry point ``run(argv, lite_class, io)``) with an emulated
+``RKNNLite`` and a clock that advances by the simulated NPU time, so the runner's output format cannot drift
+between the real board and the simulated one. The simulator imports nothing of the harness's copy of the
+runner: the board runs what it was given, as a real board's python3 does.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
+import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.npu.runner import npu_hil_runner as runner
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate, GateReply, GateRequest
 from harness.sim.npu_runtime import ERROR_NAMES, NpuContext, RknnError, RuntimeLog, SimRuntime, api_version
@@ -35,6 +39,27 @@ from harness.sim.rootpath import OutsideRoot
 WARMUP_RUNS = 5  # rknn_benchmark's fixed warm-up count
 FAIL = 255  # `return -1` from main()
 REFUSED = "python3: this simulated board only runs the npu-hil runner"
+#: The line the runner carries in its first lines (its protocol version; see ``run`` in the runner).
+RUNNER_MARKER = "# npu-hil runner protocol 1"
+_RUNNERS: dict[str, types.ModuleType] = {}  # the runner scripts the boards were given, by sha256 of the source
+_RUNNERS_LOCK = threading.Lock()
+
+
+def load_runner(source: bytes, filename: str) -> types.ModuleType:
+    """The board's runner script as a module (not ``__main__``, so its ``main()`` does not run); cached per content.
+
+    Executed in a module of its own, with only its own imports: what python3 on a board would make of the file.
+    """
+    key = hashlib.sha256(source).hexdigest()
+    with _RUNNERS_LOCK:
+        module = _RUNNERS.get(key)
+        if module is None:
+            module = types.ModuleType(f"npu_hil_board_runner_{key[:12]}")
+            module.__file__ = filename
+            code = compile(source, filename, "exec", dont_inherit=True)
+            exec(code, module.__dict__)  # noqa: S102 - the script the board was given, as its python3 runs it
+            _RUNNERS[key] = module
+        return module
 
 
 def _c_atoi(text: str) -> int:
@@ -84,18 +109,28 @@ class SimNpu:
 
     # -- python3 <our runner> ------------------------------------------------------------------------------
     def _lite_runner(self, cwd: str, reply: GateReply, level: int, args: list[str]) -> int:
-        if not args or args[0].startswith("-") or not self._is_runner(cwd, args[0]):
+        source = self._runner_source(cwd, args[0]) if args and not args[0].startswith("-") else None
+        if source is None:
             reply.err(REFUSED)
             return 127
-        io = SimBoardIO(self, cwd, reply)
-        return runner.run(args[1:], lambda: SimRKNNLite(self, cwd, reply, io, level), io)
-
-    def _is_runner(self, cwd: str, script: str) -> bool:
         try:
-            with open(self.board_file(cwd, script), encoding="utf-8", errors="replace") as handle:
-                return any(line.strip() == runner.MARKER for line, _ in zip(handle, range(20)))
+            module = load_runner(source, args[0])
+            entry = module.run
+        except Exception as exc:  # noqa: BLE001 - a broken script fails as python3 would: traceback, status 1
+            reply.err("Traceback (most recent call last):")
+            reply.err(f"{type(exc).__name__}: {exc}")
+            return 1
+        io = SimBoardIO(self, cwd, reply)
+        return entry(args[1:], lambda: SimRKNNLite(self, cwd, reply, io, level), io)
+
+    def _runner_source(self, cwd: str, script: str) -> bytes | None:
+        """The script's bytes when it is our runner (the marker in its first 20 lines), else None."""
+        try:
+            source = self.board_file(cwd, script).read_bytes()
         except (OSError, OutsideRoot):
-            return False
+            return None
+        head = source.decode("utf-8", "replace").splitlines()[:20]
+        return source if any(line.strip() == RUNNER_MARKER for line in head) else None
 
 
 class Benchmark:
@@ -241,8 +276,9 @@ class Benchmark:
                 self.out(f"{flat[i]:8.6f} - {i}")
 
 
-class SimBoardIO(runner.BoardIO):
-    """The runner's world on the simulated board: board paths, the gate's streams, the NPU's clock."""
+class SimBoardIO:
+    """The runner's world on the simulated board (the methods of the runner's ``BoardIO``): board paths, the
+    gate's streams, the NPU's clock."""
 
     def __init__(self, npu: SimNpu, cwd: str, reply: GateReply) -> None:
         self.npu, self.cwd, self.reply = npu, cwd, reply

@@ -10,14 +10,17 @@ diagnoses are tested against what the simulator prints:
 * a header-v6 model on a runtime older than 1.5.2: ``Invalid RKNN model version 6`` and -1;
 * a real Rockchip payload (FlatBuffer/NBG, which onnxruntime cannot execute): ``Invalid RKNN format`` and -6;
 * RKNPU1 runtime and galcore driver of different releases: ``HAL user version`` / ``HAL kernel version`` and
-  ``driver open fail! ret = -9``; RKNPU2 driver older than the runtime's row minimum: the ``recommend >=``
-  warning, and the model still runs;
+  ``driver open fail! ret = -9`` (an internal code), rknn_init returning -3 RKNN_ERR_DEVICE_UNAVAILABLE;
+  RKNPU2 driver older than the runtime recommends: the ``recommend >=`` warning, and the model still runs;
 * faults read per run: ``npu-hang`` (the run blocks ``hang_seconds``, returns zeros, the hang is in dmesg),
   ``fd-leak=N`` (N descriptors per run in rknn_server, or the runtime's process when the server is stopped,
   until EMFILE), ``wrong-output`` (outputs silently rolled by one and shifted by half a standard deviation),
   ``slow-npu=K`` (latency x K).
 
-ONNX sessions are cached per model sha256 (onnxruntime is imported on first use: it costs ~0.5 s).
+ONNX sessions are cached per model sha256 (onnxruntime is imported on first use: it costs ~0.5 s). The runtime
+reads models, compares versions and knows its driver with the simulator's own code (:mod:`harness.sim.model_header`,
+:mod:`harness.sim.vercmp`, :mod:`harness.sim.runtime_release`), never the harness's parsers or matrix, so the
+harness's checks are tested against a board that does not share their bugs.
 """
 
 from __future__ import annotations
@@ -31,18 +34,22 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from harness.npu.rknn_file import RKNPU1_DEFAULT_PLATFORMS, RknnFormatError, read_rknn, unpack_sim_model
-from harness.npu.versions import at_least, same_version
+from harness.sim import runtime_release
+from harness.sim.model_header import ModelRefused, read_model
 from harness.sim.npu_latency import LatencyModel, estimate_cost
+from harness.sim.vercmp import at_least, same
 
 if TYPE_CHECKING:
     from harness.sim.context import BoardContext
     from harness.sim.profile import Versions
 
-#: rknn_api.h error codes the simulated runtime returns, and the names RKNN Toolkit Lite prints for them
-#: (``-9`` is the toolkit's driver-open failure, reported by Lite as DEVICE_UNAVAILABLE).
-ERROR_NAMES = {-1: "RKNN_ERR_FAIL", -5: "RKNN_ERR_PARAM_INVALID", -6: "RKNN_ERR_MODEL_INVALID",
-               -9: "RKNN_ERR_DEVICE_UNAVAILABLE", -13: "RKNN_ERR_TARGET_PLATFORM_UNMATCH"}
+#: rknn_api.h error codes the simulated runtime returns, and the names RKNN Toolkit Lite prints for them. The
+#: ``-9`` in RKNPU1's ``driver open fail! ret = -9`` log line is the library's internal (transfer) code, not the
+#: C API's -9 (RKNN_ERR_OUTPUT_INVALID): rknn_init itself returns -3, which Lite names DEVICE_UNAVAILABLE.
+ERROR_NAMES = {-1: "RKNN_ERR_FAIL", -3: "RKNN_ERR_DEVICE_UNAVAILABLE", -5: "RKNN_ERR_PARAM_INVALID",
+               -6: "RKNN_ERR_MODEL_INVALID", -13: "RKNN_ERR_TARGET_PLATFORM_UNMATCH"}
+#: What RKNN Toolkit 1 builds for when a model names no target platform (manual 4.1.2, cause 3).
+RKNPU1_DEFAULT_PLATFORMS = ("rk1806", "rk1808", "rk3399pro")
 #: Chips that share one NPU (a model built for either runs on both).
 SAME_NPU = {"rv1109": "rv1126", "rk1806": "rk1808", "rk3568": "rk3566", "rv1103": "rv1106"}
 #: When the driver's watchdog reports a hung job (the real RKNPU2 job timeout is 6 s; shorter here so a test
@@ -164,10 +171,9 @@ class SimRuntime:
         self._log_versions(log, versions)
         self._check_driver(log, versions)
         try:
-            info = read_rknn(data)
-        except RknnFormatError:
-            log.e("parseRKNN: invalid RKNN_MAGIC!" if not data.startswith(b"RKNN") else
-                  "parseRKNN from buffer: Invalid RKNN format!")
+            info = read_model(data)
+        except ModelRefused as exc:
+            log.e("parseRKNN: invalid RKNN_MAGIC!" if exc.bad_magic else "parseRKNN from buffer: Invalid RKNN format!")
             log.e("rknn_init, load model failed!")
             raise RknnError(-6) from None
         platforms = info.target_platforms or (list(RKNPU1_DEFAULT_PLATFORMS) if self.npu == "rknpu1" else [])
@@ -186,13 +192,13 @@ class SimRuntime:
             log.e(f"Invalid RKNN model version {info.header_version}")
             log.e("rknn_init, load model failed!")
             raise RknnError(-1)
-        if info.payload_kind != "onnx":
+        if info.onnx is None:
             log.e("parseRKNN from buffer: Invalid RKNN format! (a compiled Rockchip payload: this simulated NPU "
                   "executes only packages with an ONNX payload)")
             log.e("rknn_init, load model failed!")
             raise RknnError(-6)
         self._check_hal(log, versions)
-        model = self._load(info.sha256, data, info.header_version)
+        model = self._load(info.sha256, info.onnx, info.description, info.header_version)
         log.i(self._model_info(model, info.toolkit_version or "unknown"))
         return NpuContext(self, model)
 
@@ -223,40 +229,29 @@ class SimRuntime:
 
     def _check_driver(self, log: RuntimeLog, versions: "Versions") -> None:
         """RKNPU2: a kernel driver below the runtime's row minimum gets the runtime's warning, and runs."""
-        if self.npu != "rknpu2":
-            return
-        from harness.npu.matrix import load_matrix
-        for release in load_matrix("rknpu2").releases:
-            if any(same_version(versions.runtime, r) for r in release.accepted["runtime"]):
-                if release.driver_min and not at_least(versions.driver, release.driver_min):
-                    log.w(f"Current driver version: {versions.driver}, recommend to upgrade the driver to the "
-                          f"new version: >= {release.driver_min}")
-                return
+        wanted = runtime_release.RKNPU2_RECOMMENDED_DRIVER
+        if self.npu == "rknpu2" and not at_least(versions.driver, wanted):
+            log.w(f"Current driver version: {versions.driver}, recommend to upgrade the driver to the "
+                  f"new version: >= {wanted}")
 
     def _check_hal(self, log: RuntimeLog, versions: "Versions") -> None:
         """RKNPU1: librknn_runtime carries the galcore HAL of its release; another driver refuses to open."""
-        if self.npu != "rknpu1":
-            return
-        from harness.npu.matrix import load_matrix
-        rows = [r for r in load_matrix("rknpu1").releases
-                if any(same_version(versions.runtime, v) for v in r.accepted["runtime"])]
-        if not rows or any(same_version(versions.driver, d) for r in rows for d in r.accepted["driver"]):
-            return  # a runtime the matrix does not know is not second-guessed
-        user = rows[-1].accepted["driver"][0]
+        user = runtime_release.hal_version(versions.runtime) if self.npu == "rknpu1" else None
+        if user is None or same(versions.driver, user):
+            return  # a runtime release the table does not know is not second-guessed
         for line in (f"[galcore]: HAL user version {user}", f"[galcore]: HAL kernel version {versions.driver}"):
             log.write(line)
             if self.ctx.kernel is not None:
                 self.ctx.kernel.log(line)
         log.e("rknn_init,  driver open fail!  ret = -9!")
-        raise RknnError(-9)
+        raise RknnError(-3)
 
     # -- models --------------------------------------------------------------------------------------------
-    def _load(self, sha256: str, data: bytes, header_version: int) -> LoadedModel:
+    def _load(self, sha256: str, onnx_bytes: bytes, trailer: dict[str, Any], header_version: int) -> LoadedModel:
         with self._lock:
             cached = self._models.get(sha256)
             if cached is not None:
                 return cached
-        onnx_bytes, trailer = unpack_sim_model(data)
         import onnxruntime  # lazy: ~0.5 s, paid on the first model only
 
         options = onnxruntime.SessionOptions()

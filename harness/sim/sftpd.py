@@ -3,7 +3,9 @@
 Every path a client sends is a *board* path; it is mapped through ``BoardContext.host_path`` (symlinks followed
 as the board would, ``..`` stopping at the board's ``/``), so no SFTP request can touch a host file outside
 the board root. A full /userdata (the ``userdata-full`` fault) fails writes with ENOSPC, which SFTP v3 reports
-as a plain failure exactly as OpenSSH's sftp-server does.
+as a plain failure exactly as OpenSSH's sftp-server does. When the client ends the session (EOF on the
+channel), the subsystem sends exit status 0 before closing, as OpenSSH's sshd does when sftp-server exits:
+OpenSSH's ``scp`` (SFTP mode) reports ``Exit status -1`` and exits 1 without it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ from harness.sim.rootpath import OutsideRoot
 
 #: Where an SFTP session starts and relative paths are anchored, as on a board (root's home).
 HOME = "/root"
+
+
+class BoardSftpServer(SFTPServer):
+    """paramiko's SFTP subsystem, plus the exit status a real sshd sends when its sftp-server ends."""
+
+    def finish_subsystem(self) -> None:
+        channel = self.sock
+        if channel is not None and not channel.closed:
+            try:
+                channel.send_exit_status(0)
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the client went away first
+        super().finish_subsystem()
 
 
 class _BoardFile(SFTPHandle):

@@ -1,8 +1,10 @@
 """The simulated board's SSH endpoint: paramiko's own server in front of the board's busybox shell and files.
 
 A real Rockchip board runs OpenSSH or dropbear; the harness's ssh link must meet the same protocol here, so
-this is a real SSH server (key exchange, host key, password and public-key login, exec/shell channels, SFTP)
-built on ``paramiko.Transport`` rather than anything that short-cuts the wire. Every board command runs via
+this is a real SSH server (key exchange, host key, password and public-key login, exec/shell channels, SFTP,
+the legacy scp protocol of ``scp -O``, which the board has no binary for: :mod:`harness.sim.scpd`) built on
+``paramiko.Transport`` rather than anything that short-cuts the wire. A command on a pty sees it as its
+controlling terminal under its own name (:mod:`harness.sim.pty_exec`). Every board command runs via
 ``BoardContext.spawn_shell`` (busybox inside the board root) and every SFTP path is mapped through
 ``BoardContext.host_path``, so neither a command nor a path can reach the host's files.
 """
@@ -22,11 +24,10 @@ from typing import Callable
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from paramiko import SFTPServer
 
-from harness.sim import board_exec
+from harness.sim import board_exec, pty_exec, scpd
 from harness.sim.context import BoardContext
-from harness.sim.sftpd import BoardSftp
+from harness.sim.sftpd import BoardSftp, BoardSftpServer
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ class SshDaemon:
         transport = paramiko.Transport(sock)
         transport.set_log_channel(f"{__name__}.transport")
         transport.add_server_key(self.host_key)
-        transport.set_subsystem_handler("sftp", SFTPServer, BoardSftp, self.ctx)
+        transport.set_subsystem_handler("sftp", BoardSftpServer, BoardSftp, self.ctx)
         with self._lock:
             if self._stopping.is_set():
                 transport.close()
@@ -230,6 +231,10 @@ class SshDaemon:
 
     def _run_session(self, channel: paramiko.Channel, state: _Channel, command: str | None) -> None:
         """Runs in its own thread, which outlives the board process (the process dies with its parent thread)."""
+        scp = scpd.parse(command) if state.pty is None else None
+        if scp is not None:  # the board has no scp binary: its sshd serves `scp -t` / `scp -f` itself
+            self._run_scp(channel, scp)
+            return
         try:
             if state.pty is not None:
                 proc, pumps, feeder = self._spawn_on_pty(channel, state, command)
@@ -272,6 +277,17 @@ class SshDaemon:
                 if stream is not None:
                     stream.close()
 
+    def _run_scp(self, channel: paramiko.Channel, request: scpd.ScpRequest) -> None:
+        try:
+            code = scpd.ScpSession(self.ctx, channel, request).run()
+            if not channel.closed:
+                channel.send_exit_status(code)
+                channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the client went away meanwhile
+        finally:
+            channel.close()
+
     def _spawn_piped(self, channel: paramiko.Channel, command: str | None):
         pipe = subprocess.PIPE
         proc = self.ctx.spawn_shell(command, login=command is None, stdin=pipe, stdout=pipe, stderr=pipe)
@@ -301,9 +317,9 @@ class SshDaemon:
         master, slave = os.openpty()
         try:
             board_exec.set_winsize(slave, rows, cols)
-            # the pty becomes the shell's controlling terminal (job control, ^C), as login makes it
-            proc = self.ctx.spawn_shell(command, env={"TERM": term}, login=command is None, controlling_tty=True,
-                                        stdin=slave, stdout=slave, stderr=slave)
+            # the pty becomes the controlling terminal of the shell or the command (job control, ^C, `tty`), as
+            # sshd's session setup makes it for both
+            proc = pty_exec.spawn_on_pty(self.ctx, command, slave, term=term, login=command is None)
         except OSError:
             os.close(master)
             raise

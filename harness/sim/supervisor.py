@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 import paramiko
 
-from harness.sim import faults as faults_mod
 from harness.sim import board_exec, ports, rootfs, state
+from harness.sim import faults as faults_mod
 from harness.sim.profile import load as load_profile
 from harness.sim.sshd import load_or_create_host_key
 

@@ -14,7 +14,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from support.opened import Opened, opened_sim_board
 
 from harness.board import Board

@@ -42,8 +42,15 @@ def test_chip_name_picks_the_one_matching_board() -> None:
     assert parse_inventory(REAL).get("rv1126").name == "bench-1"
 
 
-def test_chip_name_without_a_board_falls_back_to_the_simulator() -> None:
-    assert parse_inventory(REAL).get("rk3588").sim.profile == "rk3588"
+def test_chip_name_without_a_real_board_names_the_simulated_one() -> None:
+    with pytest.raises(ConfigError, match=r"no real rk3588 board .*--board sim-rk3588"):
+        parse_inventory(REAL).get("rk3588")
+
+
+def test_chip_name_never_picks_a_listed_simulated_board() -> None:
+    text = REAL + '[boards.sim-rv1126]\nchip = "rv1126"\nsim = { profile = "rv1126" }\n'
+    assert parse_inventory(text).get("rv1126").name == "bench-1"
+    assert parse_inventory(text).get("sim-rv1126").is_simulated
 
 
 def test_ambiguous_chip_names_the_candidates() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.chips import (chip, chip_by_usb_pid, chips_by_usb_pid, load_chips, parse_chips, usb_ids)
+from harness.chips import chip, chip_by_usb_pid, chips_by_usb_pid, load_chips, parse_chips, usb_ids
 from harness.errors import ConfigError
 from harness.npu.model_compat import NPU_TWINS
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference"
 PROFILES = Path(__file__).resolve().parents[2] / "harness" / "sim" / "profiles"
 
 EXPECTED = {"rv1126", "rv1109", "rk1808", "rk1806", "rk3399pro", "rk3566", "rk3568", "rk3588", "rk3588s",
@@ -57,7 +57,7 @@ def test_twins_are_mutual_and_agree_with_model_compat():
 
 def test_usb_ids_match_the_reference_facts():
     """Each 'CHIP[/CHIP] 0xPID' of rockchip-facts.md's USB section is what chips.toml says."""
-    facts = (SHARED / "reference" / "rockchip-facts.md").read_text()
+    facts = (REFERENCE / "rockchip-facts.md").read_text()
     section = facts.split("## USB (vendor 0x2207)")[1].split("\n## ")[0]
     pairs = re.findall(r"((?:R[KV]\w+/)*R[KV]\w+) (0x[0-9a-f]{4})", section)
     assert len(pairs) >= 7

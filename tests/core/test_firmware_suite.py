@@ -28,7 +28,7 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, mon
 
 
 def run_suite(lab: pytest.Pytester, *extra: str) -> pytest.RunResult:
-    return lab.runpytest_subprocess("-p", "fixtures.firmware", "-p", "no:cacheprovider", "--board", "sim-rv1126",
+    return lab.runpytest_subprocess("-p", "no:cacheprovider", "--board", "sim-rv1126",
                                     "--reports-dir", str(lab.path / "reports"), "-rA", *extra, str(SUITE),
                                     timeout=HARD_STOP_S)
 
@@ -59,7 +59,7 @@ def test_firmware_option_flashes_once_per_board_and_not_again_when_it_already_ru
     image = build_update_image(lab.path / "update.img", chip="rv1126", rk_version="RV1126_FIXTURE_V3",
                                versions={"rknn_server": "1.6.0", "driver": "6.4.3.5.293908", "runtime": "1.6.0"})
     lab.makepyfile(test_uses_firmware=FIXTURE_USER)
-    args = ("-p", "fixtures.boards", "-p", "fixtures.firmware", "-p", "no:cacheprovider", "-s",
+    args = ("-p", "no:cacheprovider", "-s",
             "--board", "sim-rv1126", "--reports-dir", str(lab.path / "reports"), "--firmware", str(image),
             str(lab.path / "test_uses_firmware.py"))
     first = lab.runpytest_subprocess(*args, "--run-id", "first", timeout=HARD_STOP_S)
@@ -83,9 +83,9 @@ def test_firmware_option_with_a_bad_image_fails_the_tests_that_need_it_with_one_
     bad = lab.path / "update.img"
     bad.write_bytes(b"PK\x03\x04" + bytes(200))
     lab.makepyfile(test_uses_firmware=FIXTURE_USER)
-    result = lab.runpytest_subprocess("-p", "fixtures.boards", "-p", "fixtures.firmware", "-p", "no:cacheprovider",
+    result = lab.runpytest_subprocess("-p", "no:cacheprovider",
                                       "--board", "sim-rv1126", "--reports-dir", str(lab.path / "reports"),
                                       "--firmware", str(bad), str(lab.path / "test_uses_firmware.py"),
                                       timeout=HARD_STOP_S)
     result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines(["*flashing * onto sim-rv1126 failed: *no RKFW magic*"])
+    result.stdout.fnmatch_lines(["*board sim-rv1126: flashing update.img failed: *no RKFW magic*"])

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
 from support.opened import opened_sim_board
 from support.usb import ScriptedBus, descriptor
 
@@ -26,11 +25,18 @@ from harness.config.loader import Inventory
 from harness.connect import open_board
 from harness.errors import BoardError, ConfigError, LinkDown
 from harness.firmware.boot import BootInRecovery, BootLoop
-from harness.firmware.flash import (OtaStrategy, UsbLoaderStrategy, flash, parse_df_available_kib, read_rk_version,
-                                    strategy_from_name, write_over_usb)
-from harness.firmware.recovery import recover
+from harness.firmware.flash import (
+    OtaStrategy,
+    UsbLoaderStrategy,
+    flash,
+    parse_df_available_kib,
+    read_rk_version,
+    strategy_from_name,
+    write_over_usb,
+)
 from harness.firmware.rkfw import build_update_image, read_update_image
 from harness.links.adb_server import AdbServer
+from harness.recovery import recover
 from harness.sim import api
 
 ADB_PORT = 15160

@@ -10,12 +10,11 @@ order is shown on a recording stand-in board.
 from __future__ import annotations
 
 import pytest
-
 from support.opened import opened_sim_board
 from support.sim import read_json
 
 from harness.errors import BoardError, LinkTimeout
-from harness.firmware.recovery import recover, recover_board
+from harness.recovery import recover, recover_board
 from harness.sim import api, state
 
 ADB_PORT = 15162

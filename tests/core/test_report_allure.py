@@ -19,7 +19,8 @@ def _npu_hil(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpro
 
 
 def _allure_results(tmp_path: Path) -> Path:
-    (tmp_path / "test_sample.py").write_text("def test_ok():\n    pass\n\ndef test_bad():  # fails on purpose: the report must show it\n"
+    (tmp_path / "test_sample.py").write_text(
+        "def test_ok():\n    pass\n\ndef test_bad():  # fails on purpose: the report must show it\n"
         "    assert sorted([2, 1]) == [2, 1]\n")
     results = tmp_path / "allure-results"
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),

@@ -25,9 +25,9 @@ import pytest
 from support.sim_leftovers import down_running_boards
 
 from harness.errors import BoardError, ConfigError, ProductError
+from harness.plugin.reporting import properties_escape
 from harness.report import evidence
 from harness.report.histogram import PNG_MAGIC, latency_histogram_png
-from harness.report.pytest_hooks import properties_escape
 from harness.report.results import failure_class, load_results, write_json_atomic
 
 pytest_plugins = ["pytester"]

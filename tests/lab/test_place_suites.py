@@ -17,7 +17,6 @@ import pytest
 from support.lab import holder_of, lab_fixture
 from support.processes import wait_until
 
-
 pytestmark = pytest.mark.timeout(240)
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "suites/test_connectivity.py"

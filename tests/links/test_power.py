@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import BoardError, ConfigError
-from harness.links.power import (CommandPower, NoPower, PowerDriver, SimPower, UhubctlPower, make_power,
-                                 port_states)
+from harness.links.power import CommandPower, NoPower, PowerDriver, SimPower, UhubctlPower, make_power, port_states
 
 ROOT = Path(__file__).resolve().parents[2]
 

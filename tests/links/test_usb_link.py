@@ -7,18 +7,16 @@ Device objects and matching, our discovery, mode rules, polling) runs for real.
 
 from __future__ import annotations
 
-
 import pytest
 import usb.backend
 import usb.core
 from hypothesis import given
 from hypothesis import strategies as st
+from support.usb import ScriptedBus, descriptor
 
 from harness.chips import load_chips
 from harness.errors import BoardError, ConfigError, LinkDown, LinkTimeout
-from harness.links.usb import (UsbLink, device_mode, find_rockchip_devices, parse_rkdeveloptool_ld)
-from support.usb import ScriptedBus, descriptor
-
+from harness.links.usb import UsbLink, device_mode, find_rockchip_devices, parse_rkdeveloptool_ld
 
 HUB = descriptor(0x1D6B, 0x0002, bus=1, address=1, ports=None)
 RK3588_MASKROM = descriptor(0x2207, 0x350B, bus=1, address=7, ports=(2, 3), bcd_usb=0x0200)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-RKNN_DIR = REPO.parent / "shared" / "testdata" / "rknn"
+RKNN_DIR = REPO / "tests" / "data" / "rknn"
 
 
 def npu_hil(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,12 +8,12 @@ import tomllib
 from importlib.resources import files
 
 import pytest
+from version_corpus import facts_rknpu2_releases, manual_rknpu1_table, rknpu1_board, rknpu2_board
 
 from harness.errors import ConfigError
 from harness.npu.matrix import check, load_matrix, parse_matrix
 from harness.npu.probes import probe_versions
 from harness.npu.versions import at_least, same_version
-from version_corpus import facts_rknpu2_releases, manual_rknpu1_table, rknpu1_board, rknpu2_board
 
 RKNPU1 = load_matrix("rknpu1")
 RKNPU2 = load_matrix("rknpu2")

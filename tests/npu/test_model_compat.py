@@ -13,7 +13,7 @@ from harness.errors import ConfigError
 from harness.npu.model_compat import check_model_for_board
 from harness.npu.rknn_file import RknnInfo, pack_sim_model, read_rknn, read_rknn_file
 
-RKNN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rknn"
+RKNN_DIR = Path(__file__).resolve().parents[1] / "data" / "rknn"
 
 
 def model(name: str) -> RknnInfo:

@@ -85,7 +85,8 @@ def test_tolerances_are_in_judge_form(package_dir: Path) -> None:
     (("file = \"in.npy\"", "file = \"in.npy\"\nfiles = [\"a.npy\"]"), "give exactly one of file"),
     (("[latency.rk3588]", "[latency.rv1126]"), "latency budgets for chips with no target: rv1126"),
     (("name = \"tiny\"", "name = \"tiny\"\nrunner = \"my_tool {modle}\""), "unknown: modle"),
-    (("name = \"tiny\"", "name = \"tiny\"\nloops = 0"), "model.toml: loops: Input should be greater than or equal to 1"),
+    (("name = \"tiny\"", "name = \"tiny\"\nloops = 0"),
+     "model.toml: loops: Input should be greater than or equal to 1"),
 ])
 def test_each_mistake_is_one_line_naming_the_key(package_dir: Path, edit: tuple[str, str], expected: str) -> None:
     text = (package_dir / "model.toml").read_text()

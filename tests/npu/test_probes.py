@@ -14,11 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from version_corpus import real_runtime, real_server, rknpu1_strings, rknpu2_board
 
 from harness.errors import ConfigError, LinkTimeout
 from harness.links.base import ShellResult
 from harness.npu.probes import probe_versions
-from version_corpus import rknpu1_strings, rknpu2_board, real_runtime, real_server
 
 NPU2 = dict(runtime_lib="/usr/lib/librknnrt.so", server_bin="/usr/bin/rknn_server")
 

@@ -15,10 +15,17 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from harness.errors import ConfigError
-from harness.npu.rknn_file import (MAGIC, RknnFormatError, RknnInfo, pack_sim_model, read_rknn, read_rknn_file,
-                                   unpack_sim_model)
+from harness.npu.rknn_file import (
+    MAGIC,
+    RknnFormatError,
+    RknnInfo,
+    pack_sim_model,
+    read_rknn,
+    read_rknn_file,
+    unpack_sim_model,
+)
 
-RKNN_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "rknn"
+RKNN_DIR = Path(__file__).resolve().parents[1] / "data" / "rknn"
 
 # What each real file declares, read by hand with xxd (offsets in reference/rockchip-facts.md).
 REAL_FILES = {

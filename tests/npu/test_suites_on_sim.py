@@ -46,9 +46,9 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
 
 
 def run_suites(lab: pytest.Pytester, board: str, *targets: str, extra: tuple[str, ...] = ()) -> pytest.RunResult:
-    # -p fixtures.models: the model fixtures, whether or not conftest.py lists them yet (loaded once either way)
+    # -p fixtures.suite_packages: the repo's own fixtures (its conftest.py lies outside this test's rootdir)
     return lab.runpytest_subprocess(
-        "-p", "fixtures.models", "-p", "no:cacheprovider", "--board", board, "--boards-file",
+        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
         str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "-rA", *extra,
         *[str(SUITES / t) for t in targets], timeout=HARD_STOP_S)
 

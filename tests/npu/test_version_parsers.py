@@ -5,6 +5,15 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from version_corpus import (
+    FACT_COMPATIBLE,
+    FACT_LIBRKNNRT_160,
+    FACT_RKNPU_DEBUGFS,
+    FACT_RKNPU_DMESG,
+    FACT_SERVER_232,
+    rknpu1_strings,
+    rknpu2_strings,
+)
 
 from harness.npu.versions import (
     PARSERS,
@@ -20,15 +29,6 @@ from harness.npu.versions import (
     parse_runtime,
     same_version,
     version_key,
-)
-from version_corpus import (
-    FACT_COMPATIBLE,
-    FACT_LIBRKNNRT_160,
-    FACT_RKNPU_DEBUGFS,
-    FACT_RKNPU_DMESG,
-    FACT_SERVER_232,
-    rknpu1_strings,
-    rknpu2_strings,
 )
 
 RUNTIME_ENTRIES = rknpu2_strings()["runtime"]

@@ -15,8 +15,8 @@ import pytest
 from harness.config.loader import parse_inventory
 from harness.connect import open_board
 from harness.doctor import run_doctor
-from harness.links.ports import free_port
 from harness.links.adb_server import AdbServer
+from harness.links.ports import free_port
 from harness.npu.board_versions import check_board, probe_board
 from harness.sim import api
 
@@ -115,10 +115,11 @@ def test_doctor_cli_json_fails_on_a_mismatched_board(sim_home, tmp_path) -> None
 
 
 def test_verbose_runtime_log_is_collected_and_level_restored(board, tmp_path) -> None:
-    from harness.npu.rknn_file import pack_sim_model
-    from harness.npu.verbose_log import collect_verbose_log, quoted_step
     import onnx
     from onnx import TensorProto, helper
+
+    from harness.npu.rknn_file import pack_sim_model
+    from harness.npu.verbose_log import collect_verbose_log, quoted_step
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],

@@ -1,7 +1,8 @@
-"""Real version strings (read from shared/reference) and a fake board shell for the version tests.
+"""Real version strings (read from tests/data/versions) and a fake board shell for the version tests.
 
 The strings are Rockchip's own: ``version-strings.txt`` lists what ``strings`` prints for each binary of the
-rknpu2 SDK history and the RKNPU1 1.7.5 release; the manual (4.1.3) gives the RKNPU1 table. Where a release
+rknpu2 SDK history and the RKNPU1 1.7.5 release; the manual (4.1.3) gives the RKNPU1 table, kept as
+``rknpu1_release_table.tsv``. Where a release
 has no real string on file, the string is the real one of a neighbouring release with only the version
 swapped, so every format tested is a format Rockchip ships.
 
@@ -20,11 +21,12 @@ from pathlib import Path
 
 from harness.links.base import ShellResult
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
-REFERENCE = SHARED / "reference"
-VERSION_STRINGS = REFERENCE / "version-strings.txt"
-MANUAL = REFERENCE / "rknn-toolkit-troubleshooting-1.7.1.zh.md"
-FACTS = REFERENCE / "rockchip-facts.md"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA = REPO_ROOT / "tests" / "data"
+VERSION_STRINGS = DATA / "versions" / "version-strings.txt"
+RKNPU1_TABLE = DATA / "versions" / "rknpu1_release_table.tsv"
+MANUAL_LOGS = DATA / "manual"
+FACTS = REPO_ROOT / "docs" / "reference" / "rockchip-facts.md"
 
 # Verbatim from rockchip-facts.md ("Reading versions on a board").
 FACT_RKNPU_DEBUGFS = "RKNPU driver: v0.9.8"
@@ -96,13 +98,16 @@ def rknpu1_strings() -> dict[str, str]:
 @cache
 def manual_rknpu1_table() -> list[tuple[str, list[str], list[str], list[str]]]:
     """The manual's 4.1.3 table as written: (toolkit, servers, drivers, runtimes)."""
-    section = MANUAL.read_text(encoding="utf-8").split("#### 4.1.3", 1)[1].split("#### 4.1.4", 1)[0]
     rows = []
-    for line in section.splitlines():
-        cells = line.strip().split("\t")
-        if len(cells) == 4 and re.fullmatch(r"\d+\.\d+\.\d+", cells[0]):
-            rows.append((cells[0], cells[1].split("/"), cells[2].split("/"), cells[3].split("/")))
+    for line in RKNPU1_TABLE.read_text(encoding="utf-8").splitlines()[1:]:
+        cells = line.split("\t")
+        rows.append((cells[0], cells[1].split("/"), cells[2].split("/"), cells[3].split("/")))
     return rows
+
+
+def manual_log(section: str) -> str:
+    """The error output the manual quotes in ``section`` (its prose left out)."""
+    return (MANUAL_LOGS / f"{section}.log").read_text(encoding="utf-8")
 
 
 @cache

@@ -1,8 +1,8 @@
 """The simulated board's adbd, proven with the real Debian ``adb`` server and CLI (nothing mocked).
 
-One adb server on its own port (the first free one of 15100-15109), HOME and TMPDIR for the module; the daemon runs in-process on an
-ephemeral 127.0.0.1 port against a board root built in a tmp folder. Fault tests use their own board context
-and daemon so a dropped or offline connection never disturbs the others.
+One adb server on its own port (the first free one of 15100-15109), HOME and TMPDIR for the module; the daemon
+runs in-process on an ephemeral 127.0.0.1 port against a board root built in a tmp folder. Fault tests use their own
+board context and daemon so a dropped or offline connection never disturbs the others.
 """
 
 from __future__ import annotations

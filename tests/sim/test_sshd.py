@@ -1,4 +1,4 @@
-"""The simulated board's SSH endpoint, driven by the real paramiko client (and OpenSSH's ``ssh`` if installed).
+"""The simulated board's SSH endpoint, driven by the real paramiko client and OpenSSH's ``ssh``.
 
 Each test talks to an ``SshDaemon`` listening on 127.0.0.1 in front of a real board root (busybox in a user
 namespace): logins, exit statuses, separate stderr, a pty shell, SFTP confined to the board root, the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -238,12 +237,14 @@ def test_stop_kills_running_commands_and_connections(board):
     c.close()
 
 
-@pytest.mark.skipif(shutil.which("ssh") is None, reason="OpenSSH client not installed")
 def test_openssh_client_exec(daemon, board, tmp_path):
+    """OpenSSH's ssh (Debian openssh-client; more of it in test_openssh_client.py) gets exit status and stderr."""
     home = tmp_path / "home"
     home.mkdir()
+    (home / "known_hosts").write_text(
+        f"[127.0.0.1]:{daemon.port} {daemon.host_key.get_name()} {daemon.host_key.get_base64()}\n")
     argv = ["ssh", "-F", "/dev/null", "-p", str(daemon.port), "-i", str(board["key"]),
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={home / 'known_hosts'}", "-o", "ConnectTimeout=10",
             "root@127.0.0.1", "echo from-openssh; echo e >&2; exit 7"]
     proc = subprocess.run(argv, capture_output=True, timeout=60, env={**os.environ, "HOME": str(home)})

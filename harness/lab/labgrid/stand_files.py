@@ -1,4 +1,5 @@
-"""The files a lab stand leaves in its folder: ``stand.json`` (every PID, port and name), ``boards.toml``, ``known_hosts``.
+"""The files a lab stand leaves in its folder: ``stand.json`` (every PID, port and name), ``boards.toml``,
+``known_hosts``.
 
 Why a state file: ``lab up`` returns while its processes keep running; ``lab down``, ``lab status`` and
 ``restart_exporter`` run later, possibly in another process, and must find exactly those processes again.

@@ -170,7 +170,8 @@ def run_client(coordinator: str, args: Sequence[str], *, step: str, log: Path, t
     except subprocess.TimeoutExpired:
         raise StepFailed(step, f"`labgrid-client {' '.join(args)}` took over {timeout:.0f} s", log) from None
     with open(log, "a") as out:
-        out.write(f"$ labgrid-client -x {coordinator} {' '.join(args)}  -> {done.returncode}\n{done.stdout}{done.stderr}")
+        out.write(f"$ labgrid-client -x {coordinator} {' '.join(args)}  -> {done.returncode}\n"
+                  f"{done.stdout}{done.stderr}")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise StepFailed(step, f"`labgrid-client {' '.join(args)}` exited {done.returncode}: {last}", log)

@@ -1,6 +1,6 @@
 """Run evidence for reports: allure labels and attachments, JUnit properties, and results.json.
 
-Registered by :mod:`harness.plugin` in ``pytest_configure``::
+Registered by :mod:`harness.plugin.session` in ``pytest_configure``::
 
     config.pluginmanager.register(ReportHooks(config), "npu-hil-report")
 
@@ -13,7 +13,7 @@ status follows it: product -> failed, infrastructure and config -> broken.
 Under pytest-xdist the per-test side runs in the workers (each writes ``results.<worker>.json`` and its allure
 results into the one alluredir) and the controller merges the parts into ``results.json`` and writes the
 run-wide files (JUnit suite properties, allure environment and categories). A test's labels, properties and
-evidence are those of its own board (:func:`harness.plugin.item_specs`), never another board's.
+evidence are those of its own board (:func:`harness.plugin.items.item_specs`), never another board's.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class ReportHooks:
 
     # -- helpers --------------------------------------------------------------------------------------------
     def _session(self) -> Any:
-        from harness.plugin import run_session
+        from harness.plugin.items import run_session
 
         return run_session(self.config)
 
@@ -108,7 +108,7 @@ class ReportHooks:
         """The run's boards, or those ``item`` concerns (its own board when it has one)."""
         if item is None:
             return list(self._session().specs)
-        from harness.plugin import item_specs
+        from harness.plugin.items import item_specs
 
         return item_specs(item)
 
@@ -299,7 +299,7 @@ class ReportHooks:
     def _attach_failure_evidence(self, item: pytest.Item, exc: BaseException | None) -> None:
         if evidence.allure_module() is None:
             return
-        from harness.plugin import MARK_KEY
+        from harness.plugin.items import MARK_KEY
 
         cause = harness_error(exc)
         # What the error itself carries: the kernel log captured at an NPU hang (before the reboot that
@@ -311,7 +311,7 @@ class ReportHooks:
 
         current = evidence.RECORDER.current
         since = item.stash.get(MARK_KEY, None)
-        from harness.plugin import item_boards
+        from harness.plugin.items import item_boards
 
         own = item_boards(item)
         for name, board in own:
@@ -338,7 +338,7 @@ class ReportHooks:
         done = evidence.RECORDER.end_test() or evidence.TestEvidence(item.nodeid)
         if self.writer is None:
             return
-        from harness.plugin import item_board
+        from harness.plugin.items import item_board
 
         failed = state["failed"]
         if failed:

@@ -1,0 +1,167 @@
+"""Every command-line option and ini setting of npu-hil, registered once, and the readers that validate them.
+
+Why one module: a lab reads ``pytest --help`` to learn the harness, so the options stand together in one group,
+and each is read through one function here that turns a bad value into a one-line ``pytest.UsageError`` before
+any board is opened (instead of a traceback in the middle of a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from harness.firmware.flash import DEFAULT_STRATEGY, STRATEGIES
+
+DEFAULT_SOAK_RUNS = 5
+GROUP = "npu-hil"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "Rockchip NPU boards (npu-hil)")
+    _board_options(group)
+    _model_options(group)
+    _firmware_options(group)
+    parser.addini("npu_hil_models_dir", "folder of model packages, relative to the rootdir (default suites/models)",
+                  default="suites/models")
+    parser.addini("npu_hil_boards_file", "board inventory, relative to the rootdir (default boards.toml)",
+                  default="boards.toml")
+
+
+def _board_options(group: pytest.OptionGroup) -> None:
+    group.addoption("--board", action="append", default=[], metavar="NAME",
+                    help="board to test: a name from boards.toml, a chip (rv1126) when one real board has it, "
+                         "or sim-<chip> for a simulated board (repeatable)")
+    group.addoption("--boards-file", default=None, metavar="PATH",
+                    help="board inventory (default: boards.toml in the rootdir, if present; none is needed for "
+                         "sim-<chip> boards)")
+    group.addoption("--board-tag", action="append", default=[], metavar="TAG",
+                    help="select every board carrying TAG (or chip=rk3588); repeatable, all must match")
+    group.addoption("--toolkit", default=None, metavar="VERSION",
+                    help="RKNN toolkit release under test (overrides boards.toml)")
+    group.addoption("--reports-dir", default=None, metavar="DIR", help="where runs write evidence (default: reports/)")
+    group.addoption("--run-id", default=None, help="name of this run's report folder (default: date-time-pid)")
+    group.addoption("--lock-dir", default=None, metavar="DIR",
+                    help="where board locks live, shared by every user of the host (default: $NPU_HIL_LOCK_DIR, "
+                         "else /tmp/npu-hil-locks; simulated boards: $NPU_HIL_SIM_HOME/.locks)")
+    group.addoption("--board-wait", default=0.0, type=_seconds, metavar="SECONDS",
+                    help="how long to wait for a board another run holds (default: 0 = fail at once, naming "
+                         "the holder)")
+
+
+def _model_options(group: pytest.OptionGroup) -> None:
+    group.addoption("--update-goldens", action="store_true", default=False,
+                    help="rewrite the goldens (and latency baselines) of outputs that fail, and fail those tests "
+                         "so the change is reviewed")
+    group.addoption("--regen-goldens", action="store_true", default=False,
+                    help="rewrite every golden and latency baseline from this run (never from a hang's zeros)")
+    group.addoption("--soak-runs", type=int, default=DEFAULT_SOAK_RUNS, metavar="N",
+                    help=f"runs per model in the soak suite (default {DEFAULT_SOAK_RUNS}; a lab uses thousands)")
+    group.addoption("--npu-deadline", type=float, default=None, metavar="SECONDS",
+                    help="deadline of one model run on the board; past it the run is an NPU hang (manual 4.2.13) "
+                         "(default: 3x the package's latency budget + 10 s, or 120 s)")
+    group.addoption("--models-dir", default=None, metavar="DIR",
+                    help="folder of model packages (default: the npu_hil_models_dir ini value, suites/models)")
+    group.addoption("--latency-regression", default=None, metavar="RULE",
+                    help="how much slower than the baseline fails a latency test, like "
+                         "--benchmark-compare-fail: e.g. mean:10%% or p90:2ms (default: the harness's rule)")
+    group.addoption("--verbose-rerun", action=argparse.BooleanOptionalAction, default=True,
+                    help="on an NPU failure, rerun the failed board command with RKNN_LOG_LEVEL=5 (manual 1.2.3) "
+                         "and attach the runtime's log (default: on)")
+
+
+def _firmware_options(group: pytest.OptionGroup) -> None:
+    group.addoption("--firmware", default=None, metavar="PATH",
+                    help="update.img to flash once onto each selected board before its tests (skipped when the "
+                         "board already runs its RK_VERSION); implies a destructive run")
+    group.addoption("--firmware-strategy", default=DEFAULT_STRATEGY, choices=STRATEGIES,
+                    help=f"how to flash --firmware (default {DEFAULT_STRATEGY})")
+    group.addoption("--destructive", action="store_true", default=False,
+                    help="run tests marked destructive (they reflash the board)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0 to 86399 seconds")
+    return value
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Bad option values stop the run at once with one line, before any board is opened."""
+    golden_policy(config)
+    soak_runs(config)
+    npu_deadline(config)
+    firmware_path(config)
+    latency_rule(config)
+
+
+def boards_file(config: pytest.Config) -> Path | None:
+    """--boards-file, else the ini's file in the rootdir when it exists (a sim-only run needs none)."""
+    given = config.getoption("--boards-file")
+    if given:
+        return Path(given)
+    default = Path(config.rootpath) / str(config.getini("npu_hil_boards_file"))
+    return default if default.is_file() else None
+
+
+def models_dir(config: pytest.Config) -> Path:
+    value = config.getoption("--models-dir") or config.getini("npu_hil_models_dir")
+    path = Path(value)
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
+def golden_policy(config: pytest.Config) -> str:
+    """``check`` unless --update-goldens or --regen-goldens (not both) asks otherwise."""
+    update, regen = config.getoption("--update-goldens"), config.getoption("--regen-goldens")
+    if update and regen:
+        raise pytest.UsageError("--update-goldens and --regen-goldens exclude each other: choose one")
+    return "regen" if regen else "update" if update else "check"
+
+
+def soak_runs(config: pytest.Config) -> int:
+    runs = config.getoption("--soak-runs")
+    if runs < 2:
+        raise pytest.UsageError(f"--soak-runs must be at least 2 to see growth (got {runs})")
+    return runs
+
+
+def npu_deadline(config: pytest.Config) -> float | None:
+    value = config.getoption("--npu-deadline")
+    if value is not None and value <= 0:
+        raise pytest.UsageError(f"--npu-deadline must be > 0 seconds (got {value:g})")
+    return value
+
+
+def latency_rule(config: pytest.Config) -> str | None:
+    """--latency-regression, checked by the same parser the gate uses (None: the harness's default rule)."""
+    value = config.getoption("--latency-regression")
+    if value is None:
+        return None
+    from harness.errors import ConfigError
+    from harness.npu.latency import parse_regression_rule
+
+    try:
+        parse_regression_rule(value)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"--latency-regression {value}: {exc}") from None
+    return value
+
+
+def firmware_path(config: pytest.Config) -> Path | None:
+    """The --firmware file, checked to exist (a UsageError line otherwise, before any board is opened)."""
+    value = config.getoption("--firmware")
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise pytest.UsageError(f"--firmware {value}: no such file")
+    return path
+
+
+def destructive_allowed(config: pytest.Config) -> bool:
+    return bool(config.getoption("--destructive") or config.getoption("--firmware"))
