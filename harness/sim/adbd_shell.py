@@ -64,6 +64,9 @@ class _ShellSession:
             feeder.join(10)
             for fd in self.fds:
                 os.close(fd)
+            # The stream's close callback may still be reaping on another thread: untrack only a reaped
+            # process, so process_ids() never forgets a command that is still dying.
+            board_exec.kill(proc)
             self.daemon.untrack_process(proc)
 
     def _spawn(self) -> dict[int, int]:
