@@ -92,6 +92,17 @@ class Inventory:
         raise ConfigError(f"unknown board {name!r} in {where}; known boards: {known} "
                           f"(simulated: sim-<profile>, e.g. sim-rv1126)")
 
+    def default_board(self) -> BoardSpec | None:
+        """The board ``[defaults] board`` names (None when unset); a name that fits no board says where it came
+        from."""
+        name = self.defaults.board
+        if name is None:
+            return None
+        try:
+            return self.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"[defaults] board = {_printable(name)}: {exc}") from None
+
     def select(self, names: list[str] = (), tags: list[str] = ()) -> list[BoardSpec]:
         """Boards by name (or chip), then those carrying every one of ``tags`` (``tag`` or ``chip=rk3588``)."""
         chosen: dict[str, BoardSpec] = {}

@@ -186,6 +186,8 @@ class Defaults(_Spec):
     """``[defaults]``: values shared by every board unless the board says otherwise."""
 
     toolkit: dict[str, str] | str | None = None  # "1.7.1", or per NPU generation {rknpu1 = ..., rknpu2 = ...}
+    # the board of a bare `pytest` (no --board, no --board-tag) over the lab's suites; a sim- name or a real one
+    board: str | None = None
     link_order: list[LinkName] = ["adb", "ssh", "console"]
     command_timeout: float = Field(default=60.0, gt=0)
     boot_timeout: float = Field(default=120.0, gt=0)

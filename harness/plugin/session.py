@@ -23,9 +23,31 @@ from harness.session import RunSession, new_run_id
 
 
 def selected_boards(config: pytest.Config) -> tuple[Inventory, list[BoardSpec]]:
-    """The inventory and the boards --board / --board-tag select (ConfigError for a bad inventory or name)."""
+    """The inventory and the boards --board / --board-tag select, else ``[defaults] board`` for a run of the
+    lab's suites (ConfigError for a bad inventory or name)."""
     inventory = load_inventory(options.boards_file(config))
-    return inventory, inventory.select(config.getoption("--board"), config.getoption("--board-tag"))
+    names, tags = config.getoption("--board"), config.getoption("--board-tag")
+    if not names and not tags and runs_lab_suites(config):
+        default = inventory.default_board()
+        return inventory, [default] if default is not None else []
+    return inventory, inventory.select(names, tags)
+
+
+def runs_lab_suites(config: pytest.Config) -> bool:
+    """True for a bare ``pytest`` and for paths inside the ini's testpaths (the lab's suites): only such a run
+    gets ``[defaults] board``. A run naming other folders (this repo's own tests/) selects no board unasked."""
+    if getattr(config, "args_source", None) is not pytest.Config.ArgsSource.ARGS:
+        return True
+    testpaths = config.getini("testpaths")
+    if not testpaths:
+        return True
+    roots = [(Path(config.rootpath) / t).resolve() for t in testpaths]
+    here = Path(config.invocation_params.dir)
+    for arg in config.args:
+        path = (here / arg.split("::", 1)[0]).resolve()
+        if not any(path == root or root in path.parents for root in roots):
+            return False
+    return True
 
 
 @pytest.hookimpl(trylast=True)  # after options.pytest_configure has refused bad option values
@@ -117,4 +139,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if not session.specs:
         return []
     names = ", ".join(f"{s.name} ({s.chip}{', simulated' if s.is_simulated else ''})" for s in session.specs)
-    return [f"npu-hil: boards {names}; reports in {session.run_dir}"]
+    chosen = config.getoption("--board") or config.getoption("--board-tag")
+    source = "" if chosen else f", the [defaults] board of {options.boards_file(config) or 'boards.toml'}"
+    return [f"npu-hil: boards {names}{source}; reports in {session.run_dir}"]

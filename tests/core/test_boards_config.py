@@ -119,3 +119,14 @@ def test_cli_list(tmp_path: Path) -> None:
     result = _cli("boards", "list", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"bench-1"' in result.stdout and '"rv1126"' in result.stdout
+
+
+def test_default_board_is_the_one_named_in_defaults() -> None:
+    text = '[defaults]\nboard = "sim-rk3588"\n' + REAL
+    assert parse_inventory(text).default_board().name == "sim-rk3588"
+    assert parse_inventory(REAL).default_board() is None
+
+
+def test_default_board_that_fits_no_board_says_where_it_came_from() -> None:
+    with pytest.raises(ConfigError, match=r"\[defaults\] board = rv9999: unknown board 'rv9999'"):
+        parse_inventory('[defaults]\nboard = "rv9999"\n' + REAL).default_board()

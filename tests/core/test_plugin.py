@@ -226,3 +226,42 @@ def test_board_tag_nobody_has_is_a_usage_error(lab: pytest.Pytester) -> None:
     result = run(lab, "--board-tag", "nosuchtag")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert any("nosuchtag" in line for line in result.errlines), result.errlines
+
+
+# --- [defaults] board: a bare `pytest` runs the lab's suites on it ---------------------------------------------
+DEFAULT_BOARD = 'board = "sim-rv1126"\n'
+
+
+def lab_with_suites(lab: pytest.Pytester) -> None:
+    """The layout of this repo: testpaths = suites, and a folder of the harness's own tests beside it."""
+    lab.makeini("[pytest]\ntimeout = 180\ntestpaths = suites\n")
+    lab.makefile(".toml", boards=INVENTORY.replace("[defaults]\n", "[defaults]\n" + DEFAULT_BOARD))
+    lab.mkdir("suites")
+    lab.mkdir("own_tests")
+    lab.path.joinpath("suites", "test_suite.py").write_text(
+        "def test_on_board(board):\n    assert board.name == 'sim-rv1126'\n")
+    lab.path.joinpath("own_tests", "test_unit.py").write_text(
+        "def test_needs_board(board):\n    pass\n\ndef test_plain():\n    pass\n")
+
+
+def test_bare_pytest_runs_the_suites_on_the_default_board_and_says_so(lab: pytest.Pytester) -> None:
+    lab_with_suites(lab)
+    result = run(lab)
+    result.stdout.fnmatch_lines(["*npu-hil: boards sim-rv1126 (rv1126, simulated), the [[]defaults[]] board of*"])
+    result.assert_outcomes(passed=1)
+    assert "test_suite.py" in result.stdout.str() and "test_unit.py" not in result.stdout.str()
+
+
+def test_a_folder_outside_testpaths_gets_no_board_unasked(lab: pytest.Pytester) -> None:
+    lab_with_suites(lab)
+    result = run(lab, "own_tests")
+    assert "npu-hil: boards" not in result.stdout.str()
+    result.assert_outcomes(errors=1)  # and the run stops there
+    result.stdout.fnmatch_lines(["*no board selected: run with --board NAME*"])
+
+
+def test_board_option_wins_over_the_default(lab: pytest.Pytester) -> None:
+    lab_with_suites(lab)
+    lab.path.joinpath("suites", "test_suite.py").write_text("def test_x(board):\n    pass\n")
+    result = run(lab, "--board", "bench-3588", "--collect-only")
+    result.stdout.fnmatch_lines(["*npu-hil: boards bench-3588 (rk3588); reports in*"])
