@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.sim import api
+from harness.config.loader import SIM_PREFIX
+from harness.sim import api, state
 from harness.sim.faults import KINDS
 from harness.sim.profile import known_profiles
 
 EPILOG = """examples:
-  npu-hil sim up rv1126                          start a simulated RV1126, print its endpoints as JSON
+  npu-hil sim up rv1126                          start sim-rv1126 (the board `pytest --board sim-rv1126` reuses)
   npu-hil sim up rk3588 --name lab-3588 --fault slow-npu=4
   npu-hil sim up rv1126 --version rknn_server=1.6.0   a board whose rknn_server is from another release
   npu-hil sim fault rv1126 npu-hang              inject a fault into a running board (--clear to remove)
@@ -32,15 +33,37 @@ def _versions(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def profile_and_name(profile: str, name: str | None) -> tuple[str, str | None]:
+    """``rv1126`` and ``sim-rv1126`` both mean the rv1126 profile on the board named ``sim-rv1126``: the name
+    ``pytest --board sim-rv1126`` attaches to, so faults injected by hand reach the run. A profile given as a
+    TOML path keeps the profile's own name; ``--name`` always wins."""
+    bare = profile.removeprefix(SIM_PREFIX)
+    if bare in known_profiles():
+        return bare, name or SIM_PREFIX + bare
+    return profile, name
+
+
+def board_name(name: str) -> str:
+    """A running board's name as typed, or ``sim-NAME`` when only that one exists (``sim fault rv1126 ...``)."""
+    try:
+        if not (state.board_dir(name) / "config.json").exists() and \
+                (state.board_dir(SIM_PREFIX + name) / "config.json").exists():
+            return SIM_PREFIX + name
+    except ValueError:
+        pass  # an invalid name: the command itself says so
+    return name
+
+
 def _up(args: argparse.Namespace) -> int:
-    endpoints = api.up(args.profile, name=args.name, faults=args.fault, versions=_versions(args.version),
+    profile, name = profile_and_name(args.profile, args.name)
+    endpoints = api.up(profile, name=name, faults=args.fault, versions=_versions(args.version),
                        timeout=args.timeout, fresh=args.fresh)
     print(json.dumps(endpoints, indent=None if args.compact else 2))
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
-    if not api.down(args.name):
+    if not api.down(board_name(args.name)):
         raise api.SimError(f"no simulated board named {args.name!r} is running")
     return 0
 
@@ -64,12 +87,12 @@ def _fault(args: argparse.Namespace) -> int:
     spec = args.fault or (args.clear if isinstance(args.clear, str) else "")
     if not spec and not args.clear:
         raise api.SimError("name a fault to inject, or --clear [FAULT] (see `npu-hil sim fault --help`)")
-    print(json.dumps(api.fault(args.name, spec, clear=bool(args.clear))))
+    print(json.dumps(api.fault(board_name(args.name), spec, clear=bool(args.clear))))
     return 0
 
 
 def _power(args: argparse.Namespace) -> int:
-    print(api.power(args.name, args.action))
+    print(api.power(board_name(args.name), args.action))
     return 0
 
 
@@ -82,8 +105,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = cmds.add_parser("up", help="start a board in the background and print its endpoints (JSON)",
                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("profile", help=f"board profile: {', '.join(known_profiles())}, or a path to a profile TOML")
-    p.add_argument("--name", help="board name (default: the profile's name); names must be unique")
+    p.add_argument("profile", help=f"board profile: {', '.join(known_profiles())} (or sim-PROFILE), or a path to a "
+                                   f"profile TOML")
+    p.add_argument("--name", help="board name (default: sim-PROFILE, the board `pytest --board sim-PROFILE` "
+                                  "reuses); names must be unique")
     p.add_argument("--fault", action="append", default=[], metavar="FAULT", help="inject a fault at start (repeatable)")
     p.add_argument("--version", action="append", default=[], metavar="COMPONENT=VERSION",
                    help="override a component version: rknn_server, driver or runtime (repeatable)")

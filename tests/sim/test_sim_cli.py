@@ -89,7 +89,7 @@ def test_up_prints_one_json_object_with_every_endpoint_and_each_answers(home):
         conn.sendall(b'{"op": "status"}\n')
         assert json.loads(conn.makefile().readline())["ok"] is True
 
-    assert endpoints["state_dir"] == str(home / "rv1126") and os.path.isdir(endpoints["state_dir"])
+    assert endpoints["state_dir"] == str(home / "sim-rv1126") and os.path.isdir(endpoints["state_dir"])
 
 
 def test_list_shows_the_board_and_down_leaves_no_process(home):
@@ -179,3 +179,25 @@ def test_help_lists_every_fault(tmp_path, args):
     assert result.returncode == 0 and "faults:" in result.stdout
     for name in KINDS:
         assert f"  {name}" in result.stdout, name
+
+
+@pytest.mark.parametrize("typed", ["rv1126", "sim-rv1126"])
+def test_up_by_profile_or_sim_name_starts_the_board_pytest_reuses(home, typed):
+    from harness.config.loader import load_inventory
+    from harness.connect import start_simulator
+
+    up = sim_cli("up", typed, "--compact", home=home)
+    assert up.returncode == 0, up.stderr
+    endpoints = json.loads(up.stdout)
+    assert endpoints["state_dir"] == str(home / "sim-rv1126")
+
+    fault = sim_cli("fault", "rv1126", "npu-hang", home=home)  # typed as the README shows it
+    assert fault.returncode == 0, fault.stderr
+    assert "npu-hang" in json.loads(fault.stdout)
+
+    attached, started = start_simulator(load_inventory(None).get("sim-rv1126"), owner_pid=None)
+    assert not started and attached["supervisor_pid"] == endpoints["supervisor_pid"]
+
+    down = sim_cli("down", "rv1126", home=home)
+    assert down.returncode == 0, down.stderr
+    assert leftovers([endpoints["supervisor_pid"], endpoints["status"]["board_pid"]], home) == []
