@@ -268,7 +268,10 @@ class SshDaemon:
         finally:
             with self._lock:
                 self._procs.discard(proc)
-            channel.close()  # ends the feeder (its recv returns b"")
+            try:
+                channel.close()  # ends the feeder (its recv returns b"")
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # the transport is already gone: the channel is as closed as it gets
             feeder.join(timeout=5)
             if state.master is not None and not feeder.is_alive():  # never close an fd someone may still use
                 os.close(state.master)
