@@ -68,6 +68,9 @@ def board_or_stop(request: pytest.FixtureRequest, name: str) -> Board:
     try:
         return session.board(name)
     except HarnessError as exc:
-        if len(session.specs) == 1:
-            request.session.shouldstop = f"board {name} is unusable: {exc}"
-        pytest.fail(f"board {name} is unusable: {exc}", pytrace=False)
+        reason = f"board {name} is unusable: {exc}"
+    # failed outside the except block: inside it, pytest would print the HarnessError too, as "During handling
+    # of the above exception, another exception occurred"
+    if len(session.specs) == 1:
+        request.session.shouldstop = reason
+    pytest.fail(reason, pytrace=False)

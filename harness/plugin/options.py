@@ -32,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _board_options(group: pytest.OptionGroup) -> None:
     group.addoption("--board", action="append", default=[], metavar="NAME",
                     help="board to test: a name from boards.toml, a chip (rv1126) when one real board has it, "
-                         "or sim-<chip> for a simulated board (repeatable)")
+                         "or sim-<chip> for a simulated board (repeatable); without it, a run of the suites "
+                         "(testpaths) uses [defaults] board of boards.toml")
     group.addoption("--boards-file", default=None, metavar="PATH",
                     help="board inventory (default: boards.toml in the rootdir, if present; none is needed for "
                          "sim-<chip> boards)")

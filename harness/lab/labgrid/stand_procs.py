@@ -40,7 +40,7 @@ def find_tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if not found:
-        hint = "pip install labgrid" if name.startswith("labgrid") else f"sudo apt-get install {name}"
+        hint = "pip install 'npu-hil[lab]'" if name.startswith("labgrid") else f"sudo apt-get install {name}"
         raise ConfigError(f"{name} is not installed", fix=hint)
     return found
 
