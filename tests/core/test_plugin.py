@@ -265,3 +265,12 @@ def test_board_option_wins_over_the_default(lab: pytest.Pytester) -> None:
     lab.path.joinpath("suites", "test_suite.py").write_text("def test_x(board):\n    pass\n")
     result = run(lab, "--board", "bench-3588", "--collect-only")
     result.stdout.fnmatch_lines(["*npu-hil: boards bench-3588 (rk3588); reports in*"])
+
+
+def test_missing_models_folder_is_one_line_naming_the_option(lab: pytest.Pytester) -> None:
+    lab.makepyfile(test_models="def test_each(model_package):\n    pass\n")
+    result = run(lab, "--board", "sim-rv1126", "--models-dir", str(lab.path / "nope"))
+    assert result.ret != 0
+    lines = [line for line in result.outlines if "nope" in line and "does not exist" in line]
+    assert len(lines) == 1 and "--models-dir PATH" in lines[0], result.outlines
+    assert "Traceback" not in result.stdout.str() and "_pytest/python.py" not in result.stdout.str()
