@@ -21,7 +21,7 @@ from harness.report.gate_html import write_html
 from harness.report.gate_md import STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status, write_markdown
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
-         "missing": "dim"}
+         "not_run": "dim", "missing": "dim"}
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -7,12 +7,11 @@ of the failure text and console.
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from harness.plugin.items import MARK_KEY, item_boards
+from harness.plugin.items import MARK_KEY, excerpt_name, item_boards
 
 EXCERPT_LIMIT = 20000
 
@@ -35,8 +34,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if report.failed:  # the report pytest prints for this failure (setup, call or teardown) gets the excerpt
             report.sections.append((f"console {name}", board.console.excerpt(since=since)[-EXCERPT_LIMIT:]))
         if report.when == "teardown":
-            safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)[-150:]
-            (board.run_dir / f"{safe}.console.txt").write_text(board.console.excerpt(since=since))
+            (board.run_dir / excerpt_name(item.nodeid)).write_text(board.console.excerpt(since=since))
     return report
 
 

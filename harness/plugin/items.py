@@ -6,6 +6,8 @@ it holds no hooks itself (importing it registers nothing).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from harness.board import Board
@@ -16,6 +18,14 @@ from harness.session import RunSession
 SESSION_KEY = pytest.StashKey[RunSession]()
 #: when the test's setup started: the console excerpt of a test begins here
 MARK_KEY = pytest.StashKey[float]()
+#: Why the harness itself skipped a test: "not-selected" (destructive without --destructive) or "not-applicable"
+#: (the board's chip, NPU or links do not fit). The gate reports such a suite as not run, not as a gap.
+SKIP_KIND_KEY = pytest.StashKey[str]()
+
+
+def excerpt_name(nodeid: str) -> str:
+    """The file name of a test's console excerpt in its board's report folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-150:] + ".console.txt"
 
 
 def run_session(config: pytest.Config) -> RunSession:

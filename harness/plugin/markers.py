@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plugin.items import item_specs, mismatch_reason, run_session
+from harness.plugin.items import SKIP_KIND_KEY, item_specs, mismatch_reason, run_session
 from harness.plugin.options import destructive_allowed
 
 MARKERS = (
@@ -35,6 +35,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("destructive") is not None:
                 item.add_marker(skip)
+                item.stash[SKIP_KIND_KEY] = "not-selected"
     if not run_session(config).specs:
         return
     from harness.chips import chip as lookup_chip
@@ -43,3 +44,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reasons = [mismatch_reason(item, spec, lookup_chip(spec.chip).npu) for spec in item_specs(item)]
         if reasons and all(reasons):
             item.add_marker(pytest.mark.skip(reason=reasons[0]))
+            item.stash.setdefault(SKIP_KIND_KEY, "not-applicable")

@@ -338,7 +338,7 @@ class ReportHooks:
         done = evidence.RECORDER.end_test() or evidence.TestEvidence(item.nodeid)
         if self.writer is None:
             return
-        from harness.plugin.items import item_board
+        from harness.plugin.items import SKIP_KIND_KEY, excerpt_name, item_board, item_boards
 
         failed = state["failed"]
         if failed:
@@ -353,6 +353,10 @@ class ReportHooks:
             "outcome": outcome, "class": cls, "phase": phase, "duration": round(state["duration"], 6),
             "started": state["started"], "message": message, "latency": done.latency, "golden": done.golden,
             "attachments": done.attachments,
+            "skip": item.stash.get(SKIP_KIND_KEY, None) if outcome == "skipped" else None,
+            # the console excerpt of each board, relative to the run folder (the gate names it beside a failure)
+            "evidence": [f"{name}/{excerpt_name(item.nodeid)}" for name, board in item_boards(item)
+                         if board.has_link("console")],
         })
         try:
             self.writer.flush()

@@ -12,16 +12,20 @@ suite and run:
 * **broken**: a board was broken (class ``infrastructure``, outcome ``broken`` or an unclassified error): the
   gate says it *could not judge* that cell, never that the product failed.
 * **config**: a test's setup was wrong (class ``config``): could not judge either.
-* **versions**: a board's versions do not belong to the toolkit's release (matrix verdict not ok), or were not
-  checked at all.
+* **versions**: a board's versions do not belong to the toolkit's release (matrix verdict not ok). Versions no
+  run checked are shown as "not checked", never as a mismatch (a required versions suite that did not run is a
+  gap).
 * **version-disagreement**: two runs read different versions (or chips) for the same board.
 * **latency**: a budget missed or not claimable (``budget_problems``), a regression the run itself found, or
   a regression against the last accepted baseline (``harness.report.baseline``).
-* **gap**: an expected (board, suite) cell holds no passed test (missing, or every test skipped).
+* **gap**: an expected (board, suite) cell holds no passed test (missing, or every test skipped). A suite the
+  run deliberately did not select (a destructive test without ``--destructive``, a test for another chip) is
+  "not run", and a gap only when the release requires that suite (``require_suites``).
 
 GO only when no rule fires and every expected cell has passed tests. Expected cells are every board x every
 suite seen in any run, unless ``expect_boards`` / ``expect_suites`` name them. A failure in any given run
-counts, even if another run passed the same test: gate only the runs that make up the candidate.
+counts, even if another run passed the same test: gate only the runs that make up the candidate. Each reason
+about a test names it and its evidence file (the console excerpt under the run folder).
 """
 
 from __future__ import annotations
@@ -59,14 +63,14 @@ class Cell:
     board: str
     suite: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("passed", "product", "infrastructure", "config", "skipped"), 0))
+        ("passed", "product", "infrastructure", "config", "skipped", "not_run"), 0))
     messages: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
-        """failed > config > broken > passed > skipped > missing: the worst thing found wins."""
+        """failed > config > broken > passed > skipped > not_run > missing: the worst thing found wins."""
         for key, state in (("product", "failed"), ("config", "config"), ("infrastructure", "broken"),
-                           ("passed", "passed"), ("skipped", "skipped")):
+                           ("passed", "passed"), ("skipped", "skipped"), ("not_run", "not_run")):
             if self.counts[key]:
                 return state
         return "missing"
@@ -139,7 +143,9 @@ class GateReport:
 
 # ------------------------------------------------------------------------------------------------ the decision
 def classify(test: TestEntry) -> str:
-    """passed, skipped, product, infrastructure or config: whose fault a test's outcome is."""
+    """passed, skipped, not_run, product, infrastructure or config: whose fault a test's outcome is."""
+    if test.outcome == "skipped" and test.skip is not None:
+        return "not_run"
     if test.outcome in ("passed", "skipped"):
         return test.outcome
     if test.klass is not None:
@@ -159,12 +165,20 @@ def _cells(runs: list[Run], boards: list[str], suites: list[str]) -> dict[tuple[
             cell = cells.setdefault(key, Cell(*key))
             kind = classify(test)
             cell.counts[kind] += 1
-            if kind not in ("passed", "skipped") and len(cell.messages) < 5:
-                cell.messages.append(f"{test.nodeid} [{run.label}]: {(test.message or test.outcome)[:300]}")
+            if kind not in ("passed", "skipped", "not_run") and len(cell.messages) < 5:
+                cell.messages.append(f"{test.nodeid} [{run.label}]: {(test.message or test.outcome)[:300]}"
+                                     + _evidence_note(run, test))
     return cells
 
 
-def _cell_reasons(cells: dict[tuple[str, str], Cell], expected: set[tuple[str, str]]) -> list[Reason]:
+def _evidence_note(run: Run, test: TestEntry) -> str:
+    """`` (evidence: PATH)`` for the test's console excerpt that exists under the run folder, else nothing."""
+    files = [run.path / name for name in test.evidence if (run.path / name).is_file()]
+    return f" (evidence: {', '.join(map(str, files))})" if files else ""
+
+
+def _cell_reasons(cells: dict[tuple[str, str], Cell], expected: set[tuple[str, str]],
+                  required_suites: set[str]) -> list[Reason]:
     reasons = []  # one per fault kind found in the cell, then the gap when nothing was judged
     for (board, suite), cell in sorted(cells.items()):
         c, state, first = cell.counts, cell.state, (cell.messages[0] if cell.messages else "")
@@ -173,13 +187,17 @@ def _cell_reasons(cells: dict[tuple[str, str], Cell], expected: set[tuple[str, s
                                   board, suite))
         if c["config"]:
             reasons.append(Reason("config", f"{board} / {suite}: could not judge: {c['config']} test(s) with "
-                                            f"a configuration error", board, suite))
+                                            f"a configuration error: {first}", board, suite))
         if c["infrastructure"]:
             reasons.append(Reason("broken", f"{board} / {suite}: could not judge: board broken in "
-                                            f"{c['infrastructure']} test(s) (not a product failure)", board, suite))
+                                            f"{c['infrastructure']} test(s) (not a product failure): {first}",
+                                  board, suite))
         if (board, suite) in expected and state in ("missing", "skipped"):
             why = "no test ran" if state == "missing" else f"all {c['skipped']} test(s) skipped"
             reasons.append(Reason("gap", f"{board} / {suite}: nothing judged ({why})", board, suite))
+        if (board, suite) in expected and state == "not_run" and suite in required_suites:
+            reasons.append(Reason("gap", f"{board} / {suite}: required, but not run (not selected: "
+                                         f"{c['not_run']} test(s))", board, suite))
     return reasons
 
 
@@ -206,9 +224,7 @@ def _versions(runs: list[Run]) -> tuple[list[BoardVersions], list[Reason]]:
             if entry.broken:
                 bv.broken.append(f"{run.label}: {entry.broken if isinstance(entry.broken, str) else 'broken'}")
             matrix = entry.matrix
-            if not matrix:
-                bv.mismatches.append(f"versions not checked against the matrix in {run.label}")
-                bv.matrix_ok = False
+            if not matrix:  # this run did not check them: "not checked" unless another run did
                 continue
             bv.toolkit, bv.expected = matrix.get("toolkit"), dict(matrix.get("expected") or {})
             ok = bool(matrix.get("ok")) and not matrix.get("mismatches")
@@ -283,7 +299,7 @@ def decide(runs: list[Run], *, baselines: Any = None, baseline_dir: str | None =
     expected = {(b, s) for b in boards for s in suites}
     reasons = [Reason("incomplete", f"run {run.label} ({run.path}) is incomplete: {run.problem}", run=run.label)
                for run in runs if run.problem]
-    reasons += _cell_reasons(cells, expected)
+    reasons += _cell_reasons(cells, expected, set(expect_suites or []))
     versions, version_reasons = _versions(runs)
     reasons += version_reasons
     for board in sorted(boards - {v.board for v in versions} - {NO_BOARD}):

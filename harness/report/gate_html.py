@@ -23,6 +23,7 @@ from harness.report.gate_md import (
     fmt_ms,
     found_text,
     latency_status,
+    matrix_word,
     trend_text,
 )
 
@@ -36,7 +37,7 @@ h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; }
 table { border-collapse: collapse; margin: 8px 0; } th, td { border: 1px solid #d0d7de; padding: 4px 8px; }
 th { background: #f6f8fa; text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .passed { background: #dafbe1; } .failed { background: #ffcecb; } .broken, .config { background: #fff1c2; }
-.skipped, .missing { background: #eaeef2; } .bad { color: #cf222e; font-weight: 600; }
+.skipped, .not_run, .missing { background: #eaeef2; } .bad { color: #cf222e; font-weight: 600; }
 ul.reasons li { margin: 3px 0; } .kind { font-weight: 700; text-transform: uppercase; font-size: 11px; }
 .small { color: #57606a; font-size: 12px; } svg { vertical-align: middle; }
 """
@@ -92,8 +93,8 @@ def _cells(report: GateReport) -> str:
 def _versions(report: GateReport) -> str:
     rows = [_row(["board", "chip", "toolkit", *map(component_header, VERSION_COMPONENTS), "matrix", "runs"], "th")]
     for v in report.versions:
-        state = ("ok" if v.matrix_ok else "MISMATCH") + ("; RUNS DISAGREE" if v.disagreements else "")
-        bad = not v.matrix_ok or v.disagreements
+        state = matrix_word(v) + ("; RUNS DISAGREE" if v.disagreements else "")
+        bad = v.matrix_ok is False or v.disagreements
         cells = [_e(v.board + (" (sim)" if v.simulated else "")), _e(v.chip), _e(v.toolkit)]
         for comp in VERSION_COMPONENTS:
             want = v.expected.get(comp)

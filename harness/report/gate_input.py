@@ -57,6 +57,8 @@ class TestEntry(_Open):
     message: str | None = None
     latency: list[LatencyEntry] = []
     golden: list[Any] = []
+    skip: Literal["not-selected", "not-applicable"] | None = None  # a skip the harness made by selection
+    evidence: list[str] = []  # console excerpt files, relative to the run folder
 
 
 class BoardEntry(_Open):

@@ -12,9 +12,11 @@ from pathlib import Path
 from harness.report.gate import VERSION_COMPONENTS, BoardVersions, Cell, GateReport, LatencyRow
 
 #: Marks every common font has (DejaVu, Liberation): a lab PC without an emoji font still shows them.
-STATE_MARK = {"passed": "✓", "failed": "✗", "broken": "⚠", "config": "⚙", "skipped": "–", "missing": "?"}
+STATE_MARK = {"passed": "✓", "failed": "✗", "broken": "⚠", "config": "⚙", "skipped": "–", "not_run": "○",
+              "missing": "?"}
 STATE_WORDS = {"passed": "passed", "failed": "product failed", "broken": "could not judge (board broken)",
-               "config": "could not judge (config error)", "skipped": "all skipped", "missing": "not run"}
+               "config": "could not judge (config error)", "skipped": "all skipped",
+               "not_run": "not run (not selected)", "missing": "no test ran"}
 
 
 #: Table headers of the version components ("chip" is what the board reported, beside the configured chip).
@@ -36,12 +38,17 @@ def fmt_ms(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
+def matrix_word(versions: BoardVersions) -> str:
+    """ok, MISMATCH, or "not checked" (no run checked the board's versions: not a mismatch)."""
+    return "not checked" if versions.matrix_ok is None else "ok" if versions.matrix_ok else "MISMATCH"
+
+
 def cell_text(cell: Cell) -> str:
     """``passed 3`` / ``product failed 1 of 4``: the state and how many tests back it."""
     c = cell.counts
     total = sum(c.values())
-    if cell.state in ("passed", "skipped", "missing"):
-        n = c["passed"] if cell.state == "passed" else c["skipped"]
+    if cell.state in ("passed", "skipped", "not_run", "missing"):
+        n = c["passed"] if cell.state == "passed" else c["not_run"] if cell.state == "not_run" else c["skipped"]
         return STATE_WORDS[cell.state] + (f" {n}" if n else "")
     bad = {"failed": c["product"], "config": c["config"], "broken": c["infrastructure"]}[cell.state]
     return f"{STATE_WORDS[cell.state]} {bad} of {total}"
@@ -98,7 +105,7 @@ def render_markdown(report: GateReport) -> str:
     out += _table(["board", "chip", "toolkit", *map(component_header, VERSION_COMPONENTS), "matrix", "runs"],
                   [[v.board + (" (sim)" if v.simulated else ""), v.chip, v.toolkit,
                     *[found_text(v, c) for c in VERSION_COMPONENTS],
-                    ("ok" if v.matrix_ok else "MISMATCH") + ("; RUNS DISAGREE" if v.disagreements else ""),
+                    matrix_word(v) + ("; RUNS DISAGREE" if v.disagreements else ""),
                     ", ".join(v.runs)] for v in report.versions])
     if report.latency:
         out += ["## Latency (ms, on-board)", ""]

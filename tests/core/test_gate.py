@@ -184,3 +184,44 @@ def test_messages_from_files_are_escaped_in_html_and_markdown(tmp_path: Path) ->
     report = gate.gate([run])
     assert "<script>" not in render_html(report) and "&lt;script&gt;" in render_html(report)
     assert r"a\|b" in render_markdown(report)
+
+
+# ------------------------------------------------------------------------------------------------ what a release needs
+def test_a_suite_not_selected_is_not_run_not_a_gap(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", {"b1": board()},
+                    [case("b1", "test_versions"),
+                     case("b1", "test_firmware", outcome="skipped", skip="not-selected",
+                          message="destructive (reflashes the board): run with --destructive")])
+    report = gate.gate([run])
+    assert report.go, [r.text for r in report.reasons]
+    assert report.cells[("b1", "test_firmware")].state == "not_run"
+
+
+def test_a_required_suite_not_selected_is_a_gap(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", {"b1": board()},
+                    [case("b1", "test_versions"), case("b1", "test_firmware", outcome="skipped", skip="not-selected")])
+    report = gate.gate([run], expect_suites=["test_versions", "test_firmware"])
+    assert [r.text for r in report.reasons] == ["b1 / test_firmware: required, but not run (not selected: 1 test(s))"]
+
+
+def test_versions_no_run_checked_are_not_checked_never_mismatch(tmp_path: Path) -> None:
+    unchecked = board()
+    unchecked["matrix"] = None
+    run = write_run(tmp_path, "r", {"b1": unchecked}, [case("b1", "test_connectivity")])
+    out = tmp_path / "o"
+    proc = npu_hil("gate", run, "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    md = (out / "gate.md").read_text()
+    assert "not checked" in md and "MISMATCH" not in md and "MISMATCH" not in (out / "gate.html").read_text()
+
+
+def test_a_failure_reason_names_the_test_and_its_evidence_file(tmp_path: Path) -> None:
+    excerpt = "b1/suites_test_models.py_test_it_b1_.console.txt"
+    run = write_run(tmp_path, "r", {"b1": board()},
+                    [case("b1", "test_models", outcome="failed", klass="product", message="top-1 differs",
+                          evidence=[excerpt])])
+    (run / "b1").mkdir()
+    (run / excerpt).write_text("E RKNN: rknn_run fail\n")
+    (reason,) = gate.gate([run]).reasons
+    assert "suites/test_models.py::test_it[b1]" in reason.text
+    assert f"evidence: {run / excerpt}" in reason.text

@@ -42,10 +42,11 @@ def latency(model: str, samples: list[float], budget: dict[str, float] | None = 
 
 
 def case(board_name: str, suite: str, name: str = "test_it", outcome: str = "passed", klass: str | None = None,
-         message: str | None = None, lat: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+         message: str | None = None, lat: list[dict[str, Any]] | None = None, skip: str | None = None,
+         evidence: list[str] = ()) -> dict[str, Any]:
     return {"nodeid": f"suites/{suite}.py::{name}[{board_name}]", "board": board_name, "suite": suite,
             "outcome": outcome, "class": klass, "duration": 0.5, "message": message, "latency": lat or [],
-            "golden": []}
+            "golden": [], "skip": skip, "evidence": list(evidence)}
 
 
 def write_run(root: Path, run_id: str, boards: dict[str, Any], tests: list[dict[str, Any]], *,

@@ -1,0 +1,77 @@
+"""The release gate on what real runs wrote: a healthy run of every suite on a simulated board gates GO, and a
+board whose rknn_server belongs to another release gates NO-GO naming the component.
+
+Each run is a real ``pytest`` process over the repo's suites/ (as a lab runs them), then the real
+``npu-hil gate`` command reads its reports folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.sim_leftovers import down_running_boards
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+HARD_STOP_S = 240
+BOARDS = """
+[defaults]
+toolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }
+
+[boards.sim-rv1126]
+chip = "rv1126"
+sim = { profile = "rv1126" }
+
+[boards.old-server]
+chip = "rv1126"
+sim = { profile = "rv1126", versions = { rknn_server = "1.6.0" } }
+"""
+
+
+@pytest.fixture
+def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim")))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    pytester.makefile(".toml", boards=BOARDS)
+    yield pytester
+    down_running_boards()
+
+
+def run(lab: pytest.Pytester, board: str, run_id: str, *targets: str) -> Path:
+    """One run of the repo's suites; returns its reports folder."""
+    result = lab.runpytest_subprocess(
+        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
+        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "--run-id", run_id,
+        *[str(REPO / "suites" / t) for t in targets], timeout=HARD_STOP_S)
+    assert (lab.path / "reports" / run_id / "results.json").is_file(), result.stdout.str()[-3000:]
+    return lab.path / "reports" / run_id
+
+
+def gate(lab: pytest.Pytester, *args: Path | str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", "gate", *map(str, args), "--no-baseline", "--out",
+                           str(lab.path / "gate")], capture_output=True, text=True, timeout=120, cwd=lab.path)
+
+
+def test_a_healthy_run_of_every_suite_gates_go(lab: pytest.Pytester) -> None:
+    healthy = run(lab, "sim-rv1126", "healthy", "")  # the whole suites/ folder, destructive suite included
+    decision = gate(lab, healthy)
+    assert decision.returncode == 0, decision.stdout + decision.stderr
+    assert decision.stdout.startswith("GO"), decision.stdout
+    assert "not run (not selected" in (lab.path / "gate" / "gate.md").read_text()  # the destructive suite
+
+
+def test_a_version_mismatch_gates_no_go_naming_it(lab: pytest.Pytester) -> None:
+    mismatched = run(lab, "old-server", "mismatch", "test_versions.py")
+    decision = gate(lab, mismatched, "--json")
+    assert decision.returncode == 1, decision.stdout + decision.stderr
+    report = json.loads(decision.stdout)
+    assert report["verdict"] == "NO-GO"
+    texts = [r["text"] for r in report["reasons"] if r["kind"] == "versions"]
+    assert any(t.startswith("old-server: version mismatch: rknn_server: expected 1.7.1, found 1.6.0") for t in texts)
+    failed = next(r["text"] for r in report["reasons"] if r["kind"] == "product")
+    assert "test_versions.py::test_versions_match_the_matrix" in failed and ".console.txt" in failed
