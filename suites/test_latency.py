@@ -15,7 +15,6 @@ from harness.npu.latency import check_budget, regression
 from harness.report.evidence import record_latency
 
 BASELINE = "latency.json"
-REL_TOL, K_SIGMA = 0.25, 4.0
 
 
 def _claimable(stats) -> str:
@@ -25,7 +24,7 @@ def _claimable(stats) -> str:
     return ", ".join(parts) + f" over {stats.count} runs"
 
 
-def test_latency_within_budget_and_baseline(model_package, npu_run, golden_policy) -> None:
+def test_latency_within_budget_and_baseline(model_package, npu_run, golden_policy, latency_tolerance) -> None:
     run = npu_run(model_package)
     stats = run.stats
     print(f"{model_package.name} on {run.board}: first run {run.first_run_ms} ms (apart); steady: "
@@ -37,10 +36,10 @@ def test_latency_within_budget_and_baseline(model_package, npu_run, golden_polic
     baseline_file = model_package.golden_dir(run.chip) / BASELINE
     baseline = json.loads(baseline_file.read_text()) if baseline_file.is_file() and golden_policy != "regen" else None
     record_latency(run.board, model_package.name, run.chip, stats, budget.limits() if budget is not None else None,
-                   baseline, precision=model_package.precision, rel_tol=REL_TOL, k_sigma=K_SIGMA)
+                   baseline, precision=model_package.precision, tolerance=latency_tolerance)
     found = None
     if baseline is not None:
-        found = regression(stats, baseline, rel_tol=REL_TOL, k_sigma=K_SIGMA)
+        found = regression(stats, baseline, latency_tolerance)
         if found:
             problems.append(found.message)
     if golden_policy == "regen" or (golden_policy == "update" and (found or not baseline_file.is_file())):

@@ -15,10 +15,12 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import ConfigError
+from harness.npu.latency import Tolerance
 from harness.report.baseline import DEFAULT_DIR
 from harness.report.gate import GateReport, gate
 from harness.report.gate_html import write_html
 from harness.report.gate_md import STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status, write_markdown
+from harness.report.gate_policy import GatePolicy, load_policy
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
          "not_run": "dim", "missing": "dim"}
@@ -51,6 +53,7 @@ def print_report(report: GateReport, console: Console) -> None:
                                       fmt_ms(r.stats.get("p90_ms")), fmt_ms(r.baseline_mean), change_text(r))),
                           Text(latency_status(r), "green" if r.ok else "red"))
         console.print(table)
+        console.print(f"latency regression tolerance: {report.latency_tolerance}", markup=False)
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -60,8 +63,10 @@ def _gate(args: argparse.Namespace) -> int:
                           f"accept RUN_DIR --into {args.baseline}`)")
     baseline = None if args.no_baseline else (Path(args.baseline) if args.baseline else
                                               (DEFAULT_DIR if DEFAULT_DIR.is_dir() else None))
-    report = gate(paths, baseline_dir=baseline, expect_boards=_names(args.boards),
-                  expect_suites=_names(args.suites))
+    policy = load_policy(Path(args.policy)) if args.policy else GatePolicy()
+    tolerance = Tolerance.parse(args.latency_tolerance) if args.latency_tolerance else policy.tolerance
+    report = gate(paths, baseline_dir=baseline, expect_boards=_names(args.boards) or policy.boards,
+                  expect_suites=_names(args.suites) or policy.suites, latency_tolerance=tolerance)
     out = Path(args.out) if args.out else paths[0].resolve().parent / "gate"
     html, md = write_html(report, out / "gate.html"), write_markdown(report, out / "gate.md")
     if args.json:
@@ -84,7 +89,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baseline", action="store_true", help="compare with no accepted baseline")
     p.add_argument("--out", metavar="DIR", help="where gate.html and gate.md go (default: gate/ beside the "
                                                 "first run's folder)")
-    p.add_argument("--boards", metavar="A,B", help="the boards the release needs (default: every board seen)")
-    p.add_argument("--suites", metavar="X,Y", help="the suites the release needs (default: every suite seen)")
+    p.add_argument("--policy", metavar="FILE", help="what the release requires, a TOML file: boards, suites, "
+                                                    "latency_tolerance (see harness/report/gate_policy.py)")
+    p.add_argument("--boards", metavar="A,B", help="the boards the release needs (default: the policy's, else "
+                                                   "every board seen)")
+    p.add_argument("--suites", metavar="X,Y", help="the suites the release needs; one of them not run is a gap "
+                                                   "(default: the policy's, else every suite seen, and a suite "
+                                                   "not selected is only reported as not run)")
+    p.add_argument("--latency-tolerance", metavar="PCT%[,Ksigma]",
+                   help="regression rule for latency against the baseline (default: the policy's, else what "
+                        "each run judged with, i.e. pytest's --latency-tolerance)")
     p.add_argument("--json", action="store_true", help="print the decision as JSON instead of tables")
     p.set_defaults(func=_gate)

@@ -150,10 +150,62 @@ def _baseline(baseline: LatencyStats | Mapping[str, Any]) -> tuple[float, float,
     return mean, stdev, "stdev"
 
 
-def regression(current: LatencyStats, baseline: LatencyStats | Mapping[str, Any], *, rel_tol: float = 0.10,
-               k_sigma: float = 3.0) -> Regression | None:
-    """A Regression when the current mean is more than ``rel_tol`` slower than the baseline AND above the
-    baseline mean + ``k_sigma`` * its spread; None otherwise (a faster run is never a regression)."""
+@dataclass(frozen=True)
+class Tolerance:
+    """How much slower than its baseline a mean may get before it is a regression: more than ``rel`` (a
+    fraction) AND more than ``k_sigma`` times the baseline's spread. One setting serves the latency suite and the
+    release gate, so a latency cannot pass one and fail the other.
+
+    Written ``25%`` or ``25%,4sigma`` on the command line (``--latency-tolerance``, ``npu-hil gate
+    --latency-tolerance``, a gate policy's ``latency_tolerance``), in the spirit of pytest-benchmark's
+    ``--benchmark-compare-fail=mean:5%``. The default is loose enough for a loaded CI host's simulated board.
+    """
+
+    rel: float = 0.25
+    k_sigma: float = 4.0
+
+    @classmethod
+    def parse(cls, text: str) -> Tolerance:
+        """``PCT%`` and optionally ``,Ksigma`` (either order); ConfigError in one line otherwise."""
+        rel, k_sigma = cls.rel, cls.k_sigma
+        parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+        try:
+            if not parts or len(parts) > 2:
+                raise ValueError
+            for part in parts:
+                if part.endswith("%"):
+                    rel = float(part[:-1]) / 100
+                elif part.endswith("sigma"):
+                    k_sigma = float(part[:-5])
+                else:
+                    raise ValueError
+        except ValueError:
+            raise ConfigError(f"latency tolerance {text!r}: expected PCT% and optionally Ksigma, e.g. 25% or "
+                              f"10%,3sigma") from None
+        if not (math.isfinite(rel) and rel >= 0 and math.isfinite(k_sigma) and k_sigma >= 0):
+            raise ConfigError(f"latency tolerance {text!r}: both figures must be finite and not negative")
+        return cls(rel, k_sigma)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Tolerance | None:
+        """The tolerance a results.json entry recorded (None when it recorded none, or an unreadable one)."""
+        try:
+            return cls(float(data["rel"]), float(data["k_sigma"])) if data else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def to_dict(self) -> dict[str, float]:
+        return {"rel": self.rel, "k_sigma": self.k_sigma}
+
+    def __str__(self) -> str:
+        return f"{self.rel * 100:g}%,{self.k_sigma:g}sigma"
+
+
+def regression(current: LatencyStats, baseline: LatencyStats | Mapping[str, Any],
+               tolerance: Tolerance = Tolerance()) -> Regression | None:
+    """A Regression when the current mean is more than ``tolerance.rel`` slower than the baseline AND above the
+    baseline mean + ``tolerance.k_sigma`` * its spread; None otherwise (a faster run is never a regression)."""
+    rel_tol, k_sigma = tolerance.rel, tolerance.k_sigma
     base_mean, spread, how = _baseline(baseline)
     change = (current.mean - base_mean) / base_mean if base_mean > 0 else math.inf
     threshold = max(base_mean * (1 + rel_tol), base_mean + k_sigma * spread)

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.firmware.flash import DEFAULT_STRATEGY, STRATEGIES
+
+if TYPE_CHECKING:
+    from harness.npu.latency import Tolerance
 
 DEFAULT_SOAK_RUNS = 5
 GROUP = "npu-hil"
@@ -64,9 +68,10 @@ def _model_options(group: pytest.OptionGroup) -> None:
                          "(default: 3x the package's latency budget + 10 s, or 120 s)")
     group.addoption("--models-dir", default=None, metavar="DIR",
                     help="folder of model packages (default: the npu_hil_models_dir ini value, suites/models)")
-    group.addoption("--latency-regression", default=None, metavar="RULE",
-                    help="how much slower than the baseline fails a latency test, like "
-                         "--benchmark-compare-fail: e.g. mean:10%% or p90:2ms (default: the harness's rule)")
+    group.addoption("--latency-tolerance", default=None, metavar="PCT%[,Ksigma]",
+                    help="how much slower than its baseline a latency mean may get: more than PCT%% AND more "
+                         "than K sigma of the baseline's spread fails (like --benchmark-compare-fail; the gate "
+                         "uses the same rule). Default 25%%,4sigma")
     group.addoption("--verbose-rerun", action=argparse.BooleanOptionalAction, default=True,
                     help="on an NPU failure, rerun the failed board command with RKNN_LOG_LEVEL=5 (manual 1.2.3) "
                          "and attach the runtime's log (default: on)")
@@ -98,7 +103,7 @@ def pytest_configure(config: pytest.Config) -> None:
     soak_runs(config)
     npu_deadline(config)
     firmware_path(config)
-    latency_rule(config)
+    latency_tolerance(config)
 
 
 def boards_file(config: pytest.Config) -> Path | None:
@@ -138,19 +143,16 @@ def npu_deadline(config: pytest.Config) -> float | None:
     return value
 
 
-def latency_rule(config: pytest.Config) -> str | None:
-    """--latency-regression, checked by the same parser the gate uses (None: the harness's default rule)."""
-    value = config.getoption("--latency-regression")
-    if value is None:
-        return None
+def latency_tolerance(config: pytest.Config) -> Tolerance:
+    """--latency-tolerance, parsed by the same code the gate uses (the default when not given)."""
     from harness.errors import ConfigError
-    from harness.npu.latency import parse_regression_rule
+    from harness.npu.latency import Tolerance
 
+    value = config.getoption("--latency-tolerance")
     try:
-        parse_regression_rule(value)
+        return Tolerance.parse(value) if value is not None else Tolerance()
     except ConfigError as exc:
-        raise pytest.UsageError(f"--latency-regression {value}: {exc}") from None
-    return value
+        raise pytest.UsageError(f"--latency-tolerance: {exc}") from None
 
 
 def firmware_path(config: pytest.Config) -> Path | None:

@@ -22,7 +22,7 @@ from harness.npu.probes import RECORDED_COMPONENTS
 
 if TYPE_CHECKING:
     from harness.npu.goldens import Verdict
-    from harness.npu.latency import LatencyStats
+    from harness.npu.latency import LatencyStats, Tolerance
     from harness.npu.matrix import MatrixVerdict
     from harness.npu.probes import VersionRecord
     from harness.report.results import ResultsWriter
@@ -150,10 +150,12 @@ def _baseline_summary(baseline: Any) -> dict[str, Any] | None:
 
 def record_latency(board: Any, model: str, chip: str, stats: LatencyStats, budget: Mapping[str, float] | None = None,
                    baseline: LatencyStats | Mapping[str, Any] | None = None, *, precision: str | None = None,
-                   rel_tol: float = 0.10, k_sigma: float = 3.0) -> dict[str, Any]:
-    """One latency measurement judged against its budget and baseline (the same functions the suite uses);
-    returns the entry written to results.json. A histogram is attached when the test fails."""
-    from harness.npu.latency import check_budget, regression
+                   tolerance: Tolerance | None = None) -> dict[str, Any]:
+    """One latency measurement judged against its budget and baseline (the same functions and tolerance the
+    suite uses); returns the entry written to results.json. A histogram is attached when the test fails."""
+    from harness.npu.latency import Tolerance, check_budget, regression
+
+    tolerance = tolerance or Tolerance()
 
     entry: dict[str, Any] = {"board": _name(board), "model": model, "chip": chip, "precision": precision,
                              "stats": stats.to_dict(),
@@ -161,9 +163,10 @@ def record_latency(board: Any, model: str, chip: str, stats: LatencyStats, budge
     entry["budget_problems"] = check_budget(stats, budget) if budget else []
     entry["within_budget"] = (not entry["budget_problems"]) if budget else None
     entry["regression"] = None
+    entry["tolerance"] = tolerance.to_dict()
     if baseline is not None:
         try:
-            found = regression(stats, baseline, rel_tol=rel_tol, k_sigma=k_sigma)
+            found = regression(stats, baseline, tolerance)
         except ConfigError as exc:
             entry["baseline_problem"] = str(exc)
         else:

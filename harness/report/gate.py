@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.npu.latency import LatencyStats, regression
+from harness.npu.latency import LatencyStats, Tolerance, regression
 from harness.npu.versions import same_version
 from harness.report.evidence import COMPONENTS as VERSION_COMPONENTS
 from harness.report.gate_input import Run, TestEntry, load_run
@@ -110,6 +110,7 @@ class LatencyRow:
     baseline_run: str | None = None
     regression: str | None = None
     trend: list[tuple[str, float]] = field(default_factory=list)  # (run id, mean ms), oldest first
+    tolerance: str = str(Tolerance())  # the regression tolerance this row was judged with
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,7 @@ class GateReport:
     versions: list[BoardVersions]
     latency: list[LatencyRow]
     baseline: str | None
+    latency_tolerance: str = ""  # which tolerance judged the latency rows, and where it came from
 
     @property
     def go(self) -> bool:
@@ -135,6 +137,7 @@ class GateReport:
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict, "reasons": [asdict(r) for r in self.reasons], "runs": self.runs,
                 "boards": self.boards, "suites": self.suites, "baseline": self.baseline,
+                "latency_tolerance": self.latency_tolerance,
                 "cells": [{"board": c.board, "suite": c.suite, "state": c.state, "counts": c.counts,
                            "messages": c.messages} for c in self.cells.values()],
                 "versions": [asdict(v) for v in self.versions],
@@ -243,7 +246,9 @@ def _versions(runs: list[Run]) -> tuple[list[BoardVersions], list[Reason]]:
     return sorted(boards.values(), key=lambda v: v.board), reasons
 
 
-def _latency(runs: list[Run], baselines: Any) -> tuple[list[LatencyRow], list[Reason]]:
+def _latency(runs: list[Run], baselines: Any, tolerance: Tolerance | None) -> tuple[list[LatencyRow], list[Reason]]:
+    """Latency rows; a row is judged with ``tolerance`` when the gate sets one, else with the one its run
+    recorded (the suite's), so suite and gate agree unless told otherwise."""
     rows, reasons = [], []
     for run in runs:
         for test in run.data.tests if run.data else []:
@@ -253,6 +258,8 @@ def _latency(runs: list[Run], baselines: Any) -> tuple[list[LatencyRow], list[Re
                 chip = entry.chip or board_chip or "(unknown chip)"
                 row = LatencyRow(board, chip, entry.model, entry.precision, run.label, dict(entry.stats),
                                  dict(entry.budget or {}), list(entry.budget_problems), entry.regression_text)
+                judged_with = tolerance or Tolerance.from_dict(entry.tolerance) or Tolerance()
+                row.tolerance = str(judged_with)
                 if entry.baseline_problem:
                     row.problems.append(f"the run's baseline is unusable: {entry.baseline_problem}")
                 where = f"{entry.model} on {board} ({chip}{', ' + entry.precision if entry.precision else ''})"
@@ -268,7 +275,7 @@ def _latency(runs: list[Run], baselines: Any) -> tuple[list[LatencyRow], list[Re
                         try:
                             current = LatencyStats(int(entry.stats.get("count") or 0), float(mean), 0.0, 0.0, 0.0,
                                                    None, None, None)  # regression() reads the mean and count
-                            found = regression(current, base.stats)
+                            found = regression(current, base.stats, judged_with)
                         except ConfigError as exc:
                             row.problems.append(f"baseline {base.run_id} unusable: {exc}")
                         else:
@@ -280,7 +287,8 @@ def _latency(runs: list[Run], baselines: Any) -> tuple[list[LatencyRow], list[Re
 
 
 def decide(runs: list[Run], *, baselines: Any = None, baseline_dir: str | None = None,
-           expect_boards: list[str] | None = None, expect_suites: list[str] | None = None) -> GateReport:
+           expect_boards: list[str] | None = None, expect_suites: list[str] | None = None,
+           latency_tolerance: Tolerance | None = None) -> GateReport:
     """Merge ``runs`` into one GateReport; ``baselines`` is a :class:`harness.report.baseline.BaselineStore`."""
     if not runs:
         raise ConfigError("no run to gate: name at least one run directory")
@@ -304,22 +312,25 @@ def decide(runs: list[Run], *, baselines: Any = None, baseline_dir: str | None =
     reasons += version_reasons
     for board in sorted(boards - {v.board for v in versions} - {NO_BOARD}):
         reasons.append(Reason("versions", f"{board}: no run recorded this board's versions", board))
-    latency, latency_reasons = _latency(runs, baselines)
+    latency, latency_reasons = _latency(runs, baselines, latency_tolerance)
     reasons += latency_reasons
     if not expected and not reasons:
         reasons.append(Reason("gap", "the runs hold no test at all: nothing was judged"))
     reasons.sort(key=lambda r: REASON_ORDER.index(r.kind))
+    used = sorted({row.tolerance for row in latency})
+    tolerance_text = (f"{latency_tolerance} (set for this gate)" if latency_tolerance is not None else
+                      f"{', '.join(used)} (as the runs judged)" if used else "")
     return GateReport("NO-GO" if reasons else "GO", reasons, [r.summary() for r in runs],
                       sorted({b for b, _ in cells} | boards), sorted({s for _, s in cells} | suites), cells,
-                      versions, latency, baseline_dir)
+                      versions, latency, baseline_dir, tolerance_text)
 
 
 def gate(paths: list[Path], *, baseline_dir: Path | None = None, expect_boards: list[str] | None = None,
-         expect_suites: list[str] | None = None) -> GateReport:
+         expect_suites: list[str] | None = None, latency_tolerance: Tolerance | None = None) -> GateReport:
     """Read the runs under ``paths`` (and the accepted baselines under ``baseline_dir``) and decide."""
     from harness.report.baseline import load_baselines  # baseline.py imports load_run from here
 
     runs = [load_run(Path(p)) for p in paths]
     store = load_baselines(baseline_dir) if baseline_dir is not None else None
     return decide(runs, baselines=store, baseline_dir=str(baseline_dir) if baseline_dir else None,
-                  expect_boards=expect_boards, expect_suites=expect_suites)
+                  expect_boards=expect_boards, expect_suites=expect_suites, latency_tolerance=latency_tolerance)

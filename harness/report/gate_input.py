@@ -39,6 +39,7 @@ class LatencyEntry(_Open):
     baseline: dict[str, Any] | None = None
     regression: str | dict[str, Any] | None = None  # the writer stores latency.Regression as a dict
     baseline_problem: str | None = None
+    tolerance: dict[str, Any] | None = None  # the regression tolerance the run judged with (rel, k_sigma)
 
     @property
     def regression_text(self) -> str | None:

@@ -108,7 +108,8 @@ def render_markdown(report: GateReport) -> str:
                     matrix_word(v) + ("; RUNS DISAGREE" if v.disagreements else ""),
                     ", ".join(v.runs)] for v in report.versions])
     if report.latency:
-        out += ["## Latency (ms, on-board)", ""]
+        out += ["## Latency (ms, on-board)", "", f"Regression tolerance: {report.latency_tolerance} (slower than "
+                f"the baseline by more than the percentage AND the sigmas fails).", ""]
         out += _table(["model", "chip", "precision", "board", "runs", "mean", "p50", "p90", "budget",
                        "baseline mean", "change", "trend", "status"],
                       [[r.model, r.chip, r.precision or "–", r.board, r.stats.get("count", "–"),

@@ -21,6 +21,7 @@ from support.gate_runs import (
 )
 
 from harness.errors import ConfigError
+from harness.npu.latency import Tolerance
 from harness.report import baseline, gate
 
 
@@ -154,12 +155,61 @@ def test_regression_against_accepted_baseline_and_trend(tmp_path: Path) -> None:
     assert proc.returncode == 0 and "rk3588" in proc.stdout, proc.stderr
     baseline.accept(run("base-2", 10.4), store)
     assert gate.gate([run("same", 10.5)], baseline_dir=store).go
-    report = gate.gate([run("slow", 13.0)], baseline_dir=store)
+    report = gate.gate([run("slow", 14.0)], baseline_dir=store)
     assert kinds(report) == {"latency"} and "latency regression" in report.reasons[0].text
     row = report.latency[0]
     assert row.baseline_run == "base-2" and [p[0] for p in row.trend] == ["base-1", "base-2", "slow@lab-a"]
     proc = npu_hil("gate", tmp_path / "slow", "--baseline", store, "--out", tmp_path / "o", cwd=tmp_path)
     assert proc.returncode == 1 and "latency regression" in (tmp_path / "o" / "gate.md").read_text()
+
+
+def test_one_latency_tolerance_named_in_the_report_and_settable(tmp_path: Path) -> None:
+    """+15 %: within the runs' own tolerance (the suite's default, 25 %), a regression at 10 %."""
+    store = tmp_path / "baselines"
+    base = write_run(tmp_path, "base", {"b1": board()},
+                     [case("b1", "test_models", lat=[latency("mobilenet", [10.0 + (i % 3) * 0.01 for i in range(20)])])])
+    baseline.accept(base, store)
+    lat = latency("mobilenet", [11.5 + (i % 3) * 0.01 for i in range(20)])
+    lat["tolerance"] = Tolerance().to_dict()  # what the suite records
+    slower = write_run(tmp_path, "slower", {"b1": board()}, [case("b1", "test_models", lat=[lat])])
+    as_judged = gate.gate([slower], baseline_dir=store)
+    assert as_judged.go and as_judged.latency_tolerance == f"{Tolerance()} (as the runs judged)"
+    policy = tmp_path / "release.toml"
+    policy.write_text('latency_tolerance = "10%,3sigma"\n')
+    out = tmp_path / "o"
+    proc = npu_hil("gate", slower, "--baseline", store, "--policy", policy, "--out", out, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Regression tolerance: 10%,3sigma (set for this gate)" in (out / "gate.md").read_text()
+    proc = npu_hil("gate", slower, "--baseline", store, "--policy", policy, "--latency-tolerance", "20%",
+                   "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # the command line wins over the policy
+
+
+def test_policy_names_required_boards_and_suites(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "r", {"b1": board()},
+                    [case("b1", "test_versions"), case("b1", "test_firmware", outcome="skipped", skip="not-selected")])
+    policy = tmp_path / "release.toml"
+    policy.write_text('boards = ["b1", "b2"]\nsuites = ["test_versions", "test_firmware"]\n')
+    proc = npu_hil("gate", run, "--policy", policy, "--json", "--out", tmp_path / "o", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    texts = [r["text"] for r in json.loads(proc.stdout)["reasons"]]
+    assert "b1 / test_firmware: required, but not run (not selected: 1 test(s))" in texts
+    assert "b2 / test_versions: nothing judged (no test ran)" in texts
+
+
+@pytest.mark.parametrize("text, says", [
+    ('suite = ["x"]\n', "suite: Extra inputs are not permitted"),
+    ('latency_tolerance = "ten"\n', "latency_tolerance: latency tolerance 'ten'"),
+    ('boards = "b1"\n', "boards: Input should be a valid list"),
+    ("boards = [\n", "not valid TOML"),
+])
+def test_a_bad_policy_is_one_line_and_exit_2(tmp_path: Path, text: str, says: str) -> None:
+    run = write_run(tmp_path, "r", {"b1": board()}, [case("b1", "test_versions")])
+    policy = tmp_path / "release.toml"
+    policy.write_text(text)
+    proc = npu_hil("gate", run, "--policy", policy, "--out", tmp_path / "o", cwd=tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and says in lines[0], proc.stderr
 
 
 def test_baseline_refuses_an_interrupted_run_and_keeps_history(tmp_path: Path) -> None:

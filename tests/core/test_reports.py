@@ -47,7 +47,7 @@ import pytest
 
 from harness.errors import BoardError, ProductError
 from harness.npu.goldens import Verdict
-from harness.npu.latency import LatencyStats
+from harness.npu.latency import LatencyStats, Tolerance
 from harness.report.evidence import attach_text, record_golden, record_latency
 
 
@@ -78,7 +78,8 @@ def test_product_error(board):
 def test_latency_regression(board):
     stats = LatencyStats.from_samples([10.0 + (i % 7) * 0.5 for i in range(40)], first_run_ms=55.0)
     entry = record_latency(board, "mobilenet", "rv1126", stats, {"mean_ms": 8.0},
-                           {"mean_ms": 5.0, "stdev_ms": 0.1}, precision="int8", rel_tol=0.25, k_sigma=4.0)
+                           {"mean_ms": 5.0, "stdev_ms": 0.1}, precision="int8",
+                           tolerance=Tolerance(0.25, 4.0))
     record_golden(board, "mobilenet", Verdict(passed=False, policy="check",
                                               problems=("output0: 3 of 10 elements differ on purpose",)))
     attach_text("runtime verbose log", "I RKNN: verbose line on purpose")
@@ -251,6 +252,7 @@ def test_results_json_keeps_latency_against_budget_and_baseline(run: Run) -> Non
     assert latency["model"] == "mobilenet" and latency["precision"] == "int8" and latency["stats"]["count"] == 40
     assert latency["within_budget"] is False and "exceeds the budget of 8 ms" in latency["budget_problems"][0]
     assert latency["regression"]["baseline_mean"] == 5.0 and latency["change_pct"] > 100
+    assert latency["tolerance"] == {"rel": 0.25, "k_sigma": 4.0}  # what the gate judges this row with
     [golden] = test["golden"]
     assert golden["passed"] is False and "3 of 10" in golden["message"]
     [attached] = test["attachments"]

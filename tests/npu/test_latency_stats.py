@@ -19,6 +19,7 @@ from harness.errors import ConfigError, ProductError
 from harness.npu.latency import (
     MIN_SAMPLES,
     LatencyStats,
+    Tolerance,
     check_budget,
     enforce_budget,
     parse_rknn_benchmark,
@@ -206,7 +207,7 @@ def test_large_change_with_huge_baseline_spread_passes():
 def test_baseline_samples_give_a_robust_spread():
     steady = [10.0 + 0.01 * (i % 5) for i in range(95)]
     baseline = {"mean_ms": 10.0, "stdev_ms": 5.0, "samples_ms": steady + [60.0] * 5}  # five outliers
-    found = regression(LatencyStats.from_samples([14.0] * 50), baseline)
+    found = regression(LatencyStats.from_samples([14.0] * 50), baseline, Tolerance(0.10, 3.0))
     assert found is not None and "MAD" in found.message  # stdev_ms=5 would have hidden it; the MAD does not
 
 
@@ -338,3 +339,21 @@ def _matmul_onnx(onnx_module) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     return model.SerializeToString()
+
+
+def test_tolerance_is_written_as_percent_and_sigmas_and_bad_text_is_one_line():
+    assert Tolerance.parse("10%,3sigma") == Tolerance(0.10, 3.0)
+    assert Tolerance.parse("3sigma, 10%") == Tolerance(0.10, 3.0)
+    assert Tolerance.parse("5%") == Tolerance(0.05, Tolerance().k_sigma)
+    assert Tolerance.parse(str(Tolerance(0.125, 2.5))) == Tolerance(0.125, 2.5)
+    for bad in ("", "10", "ten%", "10%,3", "-5%", "10%,3sigma,4sigma", "nan%"):
+        with pytest.raises(ConfigError, match="latency tolerance"):
+            Tolerance.parse(bad)
+
+
+def test_the_tolerance_decides():
+    slow = LatencyStats.from_samples([11.5] * 50)  # +15 %
+    base = {"mean_ms": 10.0, "stdev_ms": 0.1}
+    assert regression(slow, base, Tolerance(0.10, 3.0)) is not None
+    assert regression(slow, base, Tolerance(0.20, 3.0)) is None
+    assert regression(slow, base, Tolerance(0.10, 20.0)) is None  # 10 + 20 * 0.1 = 12 ms
