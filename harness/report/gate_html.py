@@ -120,8 +120,9 @@ def _latency(report: GateReport) -> str:
         rows.append(_row([_e(r.model), _e(r.chip), _e(r.precision), _e(r.board), *num, _e(budget_text(r)),
                           f'<td class="num">{_e(fmt_ms(r.baseline_mean))}</td>', _e(change_text(r)), sparkline(r),
                           f'<td class="{"passed" if r.ok else "failed"}">{_e(latency_status(r))}</td>']))
-    return (f'<p id="latency-tolerance">Regression tolerance: {_e(report.latency_tolerance)} (slower than the '
-            f'baseline by more than the percentage AND the sigmas fails).</p><table id="latency">{"".join(rows)}</table>')
+    rule = (f'<p id="latency-tolerance">Regression tolerance: {_e(report.latency_tolerance)} (slower than the '
+            f'baseline by more than the percentage AND the sigmas fails).</p>')
+    return f'{rule}<table id="latency">{"".join(rows)}</table>'
 
 
 def _runs(report: GateReport) -> str:
