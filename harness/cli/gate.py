@@ -44,6 +44,9 @@ def print_report(report: GateReport, console: Console) -> None:
         row = [cell_of(report, board, s) for s in report.suites]
         cells.add_row(Text(board), *[Text(f"{STATE_MARK[c.state]} {cell_text(c)}", STYLE[c.state]) for c in row])
     console.print(cells)
+    for v in report.versions:
+        for line in v.firmware:
+            console.print(f"firmware {v.board}: {line}", markup=False)
     if report.latency:
         table = Table(title="latency (ms, on-board)")
         for name in ("model", "chip", "board", "mean", "p90", "baseline", "change", "status"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from harness.config.loader import SIM_PREFIX
 from harness.sim import api, state
@@ -17,6 +18,7 @@ EPILOG = """examples:
   npu-hil sim fault rv1126 npu-hang              inject a fault into a running board (--clear to remove)
   npu-hil sim power rv1126 cycle                 power-cycle it (addresses stay the same)
   npu-hil sim down rv1126                        stop it; its /userdata is kept for the next `up`
+  npu-hil sim image rv1126 --rk-version V2 -o update.img   an image it flashes (pytest --firmware update.img)
 
 faults:
 """ + "\n".join(f"  {k.name + ('=' + k.default if k.default else ''):24} {k.help}" for k in KINDS.values())
@@ -62,6 +64,28 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image(args: argparse.Namespace) -> int:
+    """An update.img the simulated board of PROFILE flashes: its chip, RK_VERSION and component versions (the
+    profile's, with --version overrides). Made by the harness's RKFW writer, read on the board by its own
+    updater, so a lab can try the whole flashing flow (``pytest --firmware``) without a bench."""
+    from harness.firmware.rkfw import build_update_image
+    from harness.sim.profile import UnknownProfile
+    from harness.sim.profile import load as load_profile
+
+    profile, _ = profile_and_name(args.profile, None)
+    try:
+        prof = load_profile(profile).with_versions(_versions(args.version))
+    except (UnknownProfile, ValueError) as exc:
+        raise api.SimError(str(exc)) from None
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise api.SimError(f"-o {output}: folder {output.parent} does not exist")
+    path = build_update_image(output, chip=prof.chip, rk_version=args.rk_version,
+                              versions=prof.versions.model_dump())
+    print(path)
+    return 0
+
+
 def _down(args: argparse.Namespace) -> int:
     if not api.down(board_name(args.name)):
         raise api.SimError(f"no simulated board named {args.name!r} is running")
@@ -97,7 +121,7 @@ def _power(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sim = sub.add_parser("sim", help="simulated boards: up, down, list, fault, power",
+    sim = sub.add_parser("sim", help="simulated boards: up, down, list, fault, power, image",
                          description="Simulated Rockchip NPU boards reached through real protocols: a console pty, "
                                      "an adb device endpoint for the real adb server, an SSH server.",
                          epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +140,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fresh", action="store_true", help="wipe a previous board of this name, /userdata included")
     p.add_argument("--compact", action="store_true", help="print the JSON on one line")
     p.set_defaults(func=_up)
+
+    p = cmds.add_parser("image", help="write an update.img a simulated board accepts (try --firmware with it)",
+                        epilog="example:\n  npu-hil sim image rv1126 --rk-version RV1126_V2.0 --version "
+                               "rknn_server=1.7.1 -o update.img\n  pytest --board sim-rv1126 --firmware update.img "
+                               "suites/", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("profile", help=f"board profile: {', '.join(known_profiles())} (or sim-PROFILE)")
+    p.add_argument("--rk-version", required=True, metavar="V", help="the image's RK_VERSION (/etc/version after "
+                                                                    "the flash)")
+    p.add_argument("--version", action="append", default=[], metavar="COMPONENT=VERSION",
+                   help="a component version the image installs: rknn_server, driver or runtime (repeatable; "
+                        "default: the profile's)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the image")
+    p.set_defaults(func=_image)
 
     p = cmds.add_parser("down", help="stop a board and every process it runs")
     p.add_argument("name")

@@ -93,6 +93,17 @@ class BoardVersions:
     disagreements: list[str] = field(default_factory=list)
     variants: dict[str, list[str]] = field(default_factory=dict)  # component -> "value (run)" when runs differ
     broken: list[str] = field(default_factory=list)
+    firmware: list[str] = field(default_factory=list)  # per run: the image and RK_VERSION before -> after
+
+
+def firmware_text(entry: dict[str, Any], run: str) -> str:
+    """``update.img: RK_VERSION A -> B (flashed, run)``, or why it was not flashed, from results.json."""
+    image, before, after = entry.get("image", "?"), entry.get("before") or "unknown", entry.get("after")
+    if entry.get("error"):
+        return f"{image}: RK_VERSION {before}, flash FAILED ({run}): {entry['error']}"
+    if not entry.get("flashed"):
+        return f"{image}: already ran RK_VERSION {after or before}, not reflashed ({run})"
+    return f"{image}: RK_VERSION {before} -> {after} (flashed, {run})"
 
 
 @dataclass
@@ -224,6 +235,8 @@ def _versions(runs: list[Run]) -> tuple[list[BoardVersions], list[Reason]]:
                         bv.variants.setdefault(comp, [f"{a or 'unreadable'} ({bv.runs[0]})"]).append(
                             f"{b or 'unreadable'} ({run.label})")
             bv.runs.append(run.label)
+            if entry.firmware:
+                bv.firmware.append(firmware_text(entry.firmware, run.label))
             if entry.broken:
                 bv.broken.append(f"{run.label}: {entry.broken if isinstance(entry.broken, str) else 'broken'}")
             matrix = entry.matrix

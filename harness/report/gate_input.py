@@ -69,6 +69,7 @@ class BoardEntry(_Open):
     versions: dict[str, Any] | None = None
     matrix: dict[str, Any] | None = None
     broken: bool | str | None = None
+    firmware: dict[str, Any] | None = None  # --firmware: image, before, after, flashed, error
 
     @field_validator("versions", "matrix")
     @classmethod

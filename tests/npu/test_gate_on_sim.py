@@ -75,3 +75,31 @@ def test_a_version_mismatch_gates_no_go_naming_it(lab: pytest.Pytester) -> None:
     assert any(t.startswith("old-server: version mismatch: rknn_server: expected 1.7.1, found 1.6.0") for t in texts)
     failed = next(r["text"] for r in report["reasons"] if r["kind"] == "product")
     assert "test_versions.py::test_versions_match_the_matrix" in failed and ".console.txt" in failed
+
+
+ETC_VERSION = """
+def test_etc_version(board):
+    print("ETC", board.shell("cat /etc/version").stdout.strip())
+"""
+
+
+def test_firmware_from_sim_image_is_flashed_and_the_gate_shows_old_and_new(lab: pytest.Pytester) -> None:
+    image = lab.path / "update.img"
+    made = subprocess.run([sys.executable, "-m", "harness", "sim", "image", "sim-rv1126", "--rk-version",
+                           "RV1126_NEXT_V9", "-o", str(image)], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0 and made.stdout.strip() == str(image), made.stderr
+    lab.makepyfile(test_etc=ETC_VERSION)
+    result = lab.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-s", "--board", "sim-rv1126", "--boards-file", str(lab.path / "boards.toml"),
+        "--reports-dir", str(lab.path / "reports"), "--run-id", "flashed", "--firmware", str(image),
+        str(lab.path / "test_etc.py"), str(REPO / "suites" / "test_versions.py"), timeout=HARD_STOP_S)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    assert "ETC RK_VERSION=RV1126_NEXT_V9" in result.stdout.str()  # the board runs the image now
+    decision = gate(lab, lab.path / "reports" / "flashed", "--json")
+    assert decision.returncode == 0, decision.stdout + decision.stderr
+    [board] = json.loads(decision.stdout)["versions"]
+    [line] = board["firmware"]
+    old = line.removeprefix("update.img: RK_VERSION ").split(" -> ")[0]
+    assert old not in ("unknown", "RV1126_NEXT_V9"), line  # the old RK_VERSION, read before the flash
+    assert " -> RV1126_NEXT_V9 (flashed, flashed" in line, line
+    assert "Firmware under test" in (lab.path / "gate" / "gate.md").read_text()
