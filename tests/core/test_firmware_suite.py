@@ -89,3 +89,18 @@ def test_firmware_option_with_a_bad_image_fails_the_tests_that_need_it_with_one_
                                       timeout=HARD_STOP_S)
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*board sim-rv1126: flashing update.img failed: *no RKFW magic*"])
+
+
+def test_a_failed_flash_fails_only_that_boards_tests_and_the_other_board_goes_on(lab):
+    from harness.firmware.rkfw import build_update_image
+
+    image = build_update_image(lab.path / "update.img", chip="rv1126", rk_version="RV1126_ONLY_V4",
+                               versions={"rknn_server": "1.7.1", "driver": "6.4.6.5.351518", "runtime": "1.7.1"})
+    lab.makepyfile(test_uses_firmware=FIXTURE_USER)
+    result = lab.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--board", "sim-rv1126", "--board", "sim-rk3588",
+                                      "--reports-dir", str(lab.path / "reports"), "--firmware", str(image),
+                                      str(lab.path / "test_uses_firmware.py"), timeout=HARD_STOP_S)
+    result.assert_outcomes(passed=2, errors=2)  # the rk3588 refuses an rv1126 image; the rv1126 is flashed
+    assert result.stdout.str().count("FLASHED RV1126_ONLY_V4") == 2
+    result.stdout.fnmatch_lines(["*ERROR*test_first*sim-rk3588*", "*ERROR*test_second*sim-rk3588*"])
+    result.stdout.fnmatch_lines(["*board sim-rk3588: flashing update.img failed*"])
