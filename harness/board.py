@@ -7,9 +7,10 @@ Transfers are verified by checksum on the board. Reboots are followed on every l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +42,9 @@ class Board:
         self.log = log or logging.getLogger(f"npu-hil.board.{name}")
         self.history: list[ShellResult] = []
         self.broken: str | None = None
+        #: Why a link failed during the last use (LinkDown, LinkTimeout): the next test checks the board's health
+        #: and climbs the recovery ladder if it does not answer (:meth:`harness.session.RunSession.ensure_usable`).
+        self.suspect: str | None = None
         self.owns_simulator = False
         #: ``relink(name) -> link``: reopens a link that went down on the board's current address (a labgrid
         #: place's console moves to a new port when its exporter restarts); None: links are fixed.
@@ -85,7 +89,8 @@ class Board:
         for name in order:
             try:
                 result = self._run_on(name, command, timeout)
-            except LinkTimeout:
+            except LinkTimeout as exc:
+                self.suspect = str(exc)
                 raise
             except LinkDown as exc:
                 errors.append(f"{name}: {exc}")
@@ -96,6 +101,7 @@ class Board:
                 raise BoardError(f"{self.name}: `{command}` exited {result.exit_code}: "
                                  f"{(result.stderr or result.stdout).strip()[-500:]}")
             return result
+        self.suspect = "every link is down: " + "; ".join(errors or ["no command link"])
         raise LinkDown(f"{self.name}: no link could run `{command}`: " + "; ".join(errors or ["no command link"]))
 
     def _run_on(self, name: str, command: str, timeout: float) -> ShellResult:
@@ -134,11 +140,22 @@ class Board:
     def push(self, local: Path | str, remote: str, *, timeout: float | None = None) -> None:
         """Copy a file to the board, verified by sha256 on the board."""
         self._refuse_if_broken()
-        self.link(self.transfer_link()).push(Path(local), remote, timeout=timeout or self.command_timeout)
+        with self._watching_links():
+            self.link(self.transfer_link()).push(Path(local), remote, timeout=timeout or self.command_timeout)
 
     def pull(self, remote: str, local: Path | str, *, timeout: float | None = None) -> None:
         self._refuse_if_broken()
-        self.link(self.transfer_link()).pull(remote, Path(local), timeout=timeout or self.command_timeout)
+        with self._watching_links():
+            self.link(self.transfer_link()).pull(remote, Path(local), timeout=timeout or self.command_timeout)
+
+    @contextlib.contextmanager
+    def _watching_links(self) -> Iterator[None]:
+        """A transfer whose link failed makes the board suspect (checked before the next test)."""
+        try:
+            yield
+        except (LinkDown, LinkTimeout) as exc:
+            self.suspect = str(exc)
+            raise
 
     # -- life cycle ----------------------------------------------------------------------------------------
     def reboot(self, *, timeout: float | None = None) -> float:
@@ -187,12 +204,12 @@ class Board:
                 time.sleep(0.2)
         raise LinkTimeout(f"{self.name}: {name} did not come back before the deadline: {last}")
 
-    def health(self) -> dict[str, str | None]:
-        """Each link's problem, or None when it answers (``true`` over it exits 0)."""
+    def health(self, timeout: float = 15.0) -> dict[str, str | None]:
+        """Each link's problem, or None when it answers (``true`` over it exits 0 within ``timeout``)."""
         report: dict[str, str | None] = {}
         for name in self.command_links():
             try:
-                result = self._run_on(name, "true", 15)
+                result = self._run_on(name, "true", timeout)
                 report[name] = None if result.exit_code == 0 else f"`true` exited {result.exit_code}"
             except HarnessError as exc:
                 report[name] = str(exc)

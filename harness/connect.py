@@ -56,6 +56,13 @@ def _sim_links_spec(spec: BoardSpec, endpoints: dict[str, Any], board_dir: Path)
     }
 
 
+def power_for(spec: BoardSpec) -> Any:
+    """The board's power driver, as open_board gives it (a simulated board's is the simulator's)."""
+    from harness.links.power import make_power
+
+    return make_power({"type": "sim"} if spec.sim else dict(spec.power), spec.name)
+
+
 def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_server: Any = None,
                owner_pid: int | None = None, health_timeout: float | None = None) -> Board:
     """Open every configured link of ``spec`` and check each answers; BoardError lists every failing link."""

@@ -1,16 +1,19 @@
-"""The recovery ladder for a board that stopped answering: soft reboot, then power cycle, then mark it broken.
+"""The recovery ladder for a board that stopped answering: reconnect, soft reboot, power cycle, then broken.
 
-Why one ladder for everything (an NPU hang, a flash that did not come back, a boot loop): a lab run must not hang
-on one sick board, and must not retry forever either. Each rung has its own deadline (the board's boot timeout);
-when the last rung fails the board is marked broken, so every later test on it fails at once with one clear
-line (:meth:`harness.board.Board.mark_broken`) instead of waiting for its own timeouts.
+Why one ladder for everything (links lost mid-run, an NPU hang, a flash that did not come back, a boot loop): a
+lab run must not hang on one sick board, and must not retry forever either. Each rung has its own deadline (the
+board's boot timeout) and the whole climb a time budget (``--recovery-budget``, default 5 minutes), so one dead
+board cannot stall a night. When the last rung fails the board is marked broken, so every later test on it
+fails at once with one clear line (:meth:`harness.board.Board.mark_broken`) instead of waiting for its own
+timeouts. Every step, with its time and error, is kept in :class:`Recovery` for the log and results.json.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 
@@ -18,43 +21,81 @@ if TYPE_CHECKING:
     from harness.board import Board
 
 log = logging.getLogger("npu-hil.recovery")
+DEFAULT_BUDGET_S = 300.0
+#: A reconnect only helps links that dropped while the board kept running: it gets a short deadline.
+RECONNECT_TIMEOUT_S = 15.0
+RUNGS = {"reconnect": "reconnected", "reboot": "rebooted", "power cycle": "power-cycled"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rung tried: its name, whether the board answered after it, how long it took, and why not."""
+
+    rung: str
+    ok: bool
+    seconds: float
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class Recovery:
-    """What the ladder did: ``rebooted``, ``power-cycled`` or ``broken``, and why the earlier rungs failed."""
+    """What the ladder did: ``reconnected``, ``rebooted``, ``power-cycled`` or ``broken``, rung by rung."""
 
     outcome: str
-    failures: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    reason: str = ""
 
     @property
     def ok(self) -> bool:
         return self.outcome != "broken"
 
+    @property
+    def failures(self) -> tuple[str, ...]:
+        return tuple(s.error or "failed" for s in self.steps if not s.ok)
+
     def describe(self) -> str:
-        if self.outcome == "rebooted":
-            return "rebooted"
-        if self.outcome == "power-cycled":
-            return f"power-cycled (reboot failed: {self.failures[0]})"
-        return (f"marked broken (reboot failed: {self.failures[0]}; power cycle failed: {self.failures[1]})")
+        failed = "; ".join(f"{s.rung} failed: {s.error}" for s in self.steps if not s.ok)
+        word = "marked broken" if self.outcome == "broken" else self.outcome
+        return f"{word} ({failed})" if failed else word
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "outcome": self.outcome, "steps": [asdict(s) for s in self.steps],
+                "seconds": round(sum(s.seconds for s in self.steps), 3)}
 
 
-def recover(board: Board, reason: str, *, timeout: float | None = None) -> Recovery:
+def recover(board: Board, reason: str, *, timeout: float | None = None, budget: float | None = None,
+            reconnect: bool = False) -> Recovery:
     """Climb the ladder until the board answers again; never raises for the board's own failures.
 
-    ``timeout`` is each rung's wait for the board (default: the board's boot timeout).
+    ``timeout`` is each rung's wait for the board (default: the board's boot timeout); ``budget`` bounds the
+    whole climb (default :data:`DEFAULT_BUDGET_S`); ``reconnect`` tries reopening the links before rebooting
+    (links lost mid-run, where the board may still be up).
     """
-    failures: list[str] = []
-    for outcome, action in (("rebooted", board.reboot), ("power-cycled", board.power_cycle)):
+    deadline = time.monotonic() + (budget if budget is not None else DEFAULT_BUDGET_S)
+    actions = [("reboot", board.reboot), ("power cycle", board.power_cycle)]
+    if reconnect:
+        actions.insert(0, ("reconnect", board.wait_ready))
+    steps: list[Step] = []
+    for rung, action in actions:
+        left = deadline - time.monotonic()
+        if left <= 1.0:
+            steps.append(Step(rung, False, 0.0, f"the recovery budget of {budget or DEFAULT_BUDGET_S:g} s is spent"))
+            continue
+        wait = min(timeout or board.boot_timeout, left, RECONNECT_TIMEOUT_S if rung == "reconnect" else left)
+        started = time.monotonic()
+        log.info("%s: recovery after %s: trying %s (deadline %.0f s)", board.name, reason, rung, wait)
         try:
-            action(timeout=timeout)
-            log.info("%s: recovered after %s: %s", board.name, reason, outcome)
-            return Recovery(outcome, tuple(failures))
+            action(timeout=wait)
         except HarnessError as exc:
-            log.warning("%s: %s after %s failed: %s", board.name, outcome, reason, exc)
-            failures.append(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    board.mark_broken(f"{reason}; reboot failed ({failures[0]}); power cycle failed ({failures[1]})")
-    return Recovery("broken", tuple(failures))
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            steps.append(Step(rung, False, round(time.monotonic() - started, 3), error))
+            log.warning("%s: %s after %s failed: %s", board.name, rung, reason, error)
+            continue
+        steps.append(Step(rung, True, round(time.monotonic() - started, 3)))
+        log.info("%s: recovered after %s: %s", board.name, reason, RUNGS[rung])
+        return Recovery(RUNGS[rung], tuple(steps), reason)
+    board.mark_broken(reason + "".join(f"; {s.rung} failed ({s.error})" for s in steps))
+    return Recovery("broken", tuple(steps), reason)
 
 
 def recover_board(board: Board, reason: str, *, timeout: float | None = None) -> str:

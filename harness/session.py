@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from harness.board import Board
 from harness.config.loader import Inventory
 from harness.config.models import BoardSpec
-from harness.connect import open_board
+from harness.connect import open_board, power_for
 from harness.errors import BoardError, HarnessError
 from harness.lab.locks import BoardLock, lock_for
 from harness.links.ports import free_port
+from harness.recovery import DEFAULT_BUDGET_S, Recovery, Step, recover
 
 log = logging.getLogger("npu-hil.session")
 
@@ -31,7 +33,8 @@ def new_run_id() -> str:
 
 class RunSession:
     def __init__(self, *, inventory: Inventory, specs: list[BoardSpec], reports_dir: Path, run_id: str | None = None,
-                 toolkit: str | None = None, lock_dir: str | Path | None = None, board_wait: float = 0.0) -> None:
+                 toolkit: str | None = None, lock_dir: str | Path | None = None, board_wait: float = 0.0,
+                 recovery_budget: float = DEFAULT_BUDGET_S) -> None:
         self.inventory = inventory
         self.specs = specs
         self.run_id = run_id or new_run_id()
@@ -44,6 +47,9 @@ class RunSession:
         self.lock_dir = lock_dir
         self.board_wait = board_wait
         self.locks: dict[str, BoardLock] = {}
+        self.recovery_budget = recovery_budget
+        #: Called with (board name, Recovery) after every climb of the ladder (the plugin records it).
+        self.on_recovery: Callable[[str, Recovery], None] | None = None
 
     def lock_of(self, spec: BoardSpec) -> BoardLock:
         """The lock this run takes (or took) for ``spec``."""
@@ -73,9 +79,11 @@ class RunSession:
                 lock = self.lock_of(spec)
                 lock.acquire(self.board_wait)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                board = open_board(spec, self.inventory, run_dir=self.run_dir,
-                                   adb_server=self.adb_server() if needs_adb and not (spec.adb and spec.adb.server)
-                                   else None)
+                adb_server = self.adb_server() if needs_adb and not (spec.adb and spec.adb.server) else None
+                try:
+                    board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server)
+                except BoardError as exc:  # unreachable at the start of the run: power-cycle it before giving up
+                    board = self._open_after_power_cycle(spec, exc, adb_server)
             except HarnessError as exc:
                 self.failures[name] = str(exc)
                 if lock is not None:
@@ -87,6 +95,69 @@ class RunSession:
                 self._started_sims.append(name)
             self.boards[name] = board
         return self.boards[name]
+
+    def _open_after_power_cycle(self, spec: BoardSpec, failure: BoardError, adb_server: Any) -> Board:
+        """The ladder for a board that does not answer when the run starts: its links could not be opened, so
+        there is nothing to reconnect or reboot over; a power cycle, then one more open, within the budget."""
+        from harness.links.power import NoPower
+
+        power = power_for(spec)
+        if isinstance(power, NoPower):
+            raise failure
+        reason = f"unreachable at the start of the run: {str(failure).splitlines()[0]}"
+        steps = [Step("open", False, 0.0, str(failure).splitlines()[0])]
+        started = time.monotonic()
+        try:
+            power.cycle()
+            board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server,
+                               health_timeout=max(5.0, min(self.recovery_budget, 120.0)))
+        except HarnessError as exc:
+            steps.append(Step("power cycle", False, round(time.monotonic() - started, 3), str(exc).splitlines()[0]))
+            self._recovered(spec.name, Recovery("broken", tuple(steps), reason))
+            raise BoardError(f"{failure}; a power cycle did not bring it back: {exc}") from None
+        steps.append(Step("power cycle", True, round(time.monotonic() - started, 3)))
+        self._recovered(spec.name, Recovery("power-cycled", tuple(steps), reason))
+        return board
+
+    def ensure_usable(self, board: Board) -> Recovery | None:
+        """Before a test: a board whose links failed during an earlier test is health-checked and, when a link
+        does not answer, climbs the ladder (reconnect, reboot, power cycle, broken) within the run's budget.
+        Returns what the ladder did (None when the board was not suspect or answered)."""
+        if board.suspect is None or board.broken:
+            return None
+        why, board.suspect = board.suspect, None
+        problems = {name: p for name, p in board.health(timeout=10.0).items() if p}
+        if not problems:
+            log.info("%s: links answer again after: %s", board.name, why)
+            return None
+        board.log.warning("%s: links lost (%s); climbing the recovery ladder", board.name,
+                          "; ".join(f"{k}: {v}" for k, v in problems.items()))
+        if len(problems) < len(board.command_links()):  # a link still answers: keep dmesg before the reset
+            self._keep_dmesg(board)
+        # reconnecting helps links that dropped while the board ran on (one still answers); when none answers,
+        # the console included, the board itself is gone or hung and the ladder starts at the reboot
+        some_answer = len(problems) < len(board.command_links())
+        recovery = recover(board, f"links lost: {why.splitlines()[0] if why else 'no answer'}",
+                           budget=self.recovery_budget, reconnect=some_answer)
+        board.log.warning("%s: recovery: %s", board.name, recovery.describe())
+        self._recovered(board.name, recovery)
+        return recovery
+
+    @staticmethod
+    def _keep_dmesg(board: Board) -> None:
+        """The kernel log as it was before the ladder resets the board (best effort, bounded)."""
+        try:
+            text = board.shell("dmesg | tail -n 300", timeout=10).stdout
+        except HarnessError as exc:
+            text = f"(dmesg could not be read before recovery: {exc})\n"
+        path = board.run_dir / f"dmesg-before-recovery-{time.strftime('%H%M%S')}.txt"
+        path.write_text(text)
+        board.log.warning("%s: dmesg before recovery kept in %s", board.name, path)
+
+    def _recovered(self, name: str, recovery: Recovery) -> None:
+        log.warning("%s: %s: %s", name, recovery.reason, recovery.describe())
+        if self.on_recovery is not None:
+            self.on_recovery(name, recovery)
 
     def close(self) -> None:
         """Close the boards, stop the simulators this run started, then let the boards go (also after Ctrl-C:

@@ -47,6 +47,8 @@ def print_report(report: GateReport, console: Console) -> None:
     for v in report.versions:
         for line in v.firmware:
             console.print(f"firmware {v.board}: {line}", markup=False)
+        for line in v.recoveries:
+            console.print(f"recovery {v.board}: {line}", markup=False)
     if report.latency:
         table = Table(title="latency (ms, on-board)")
         for name in ("model", "chip", "board", "mean", "p90", "baseline", "change", "status"):

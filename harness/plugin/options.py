@@ -38,6 +38,9 @@ def _board_options(group: pytest.OptionGroup) -> None:
                     help="board to test: a name from boards.toml, a chip (rv1126) when one real board has it, "
                          "or sim-<chip> for a simulated board (repeatable); without it, a run of the suites "
                          "(testpaths) uses [defaults] board of boards.toml")
+    group.addoption("--recovery-budget", type=float, default=300.0, metavar="SECONDS",
+                    help="time a board may spend on the recovery ladder (reconnect, reboot, power cycle) before "
+                         "it is marked broken for the rest of the run (default 300)")
     group.addoption("--boards-file", default=None, metavar="PATH",
                     help="board inventory (default: boards.toml in the rootdir, if present; none is needed for "
                          "sim-<chip> boards)")
@@ -102,6 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
     golden_policy(config)
     soak_runs(config)
     npu_deadline(config)
+    budget = config.getoption("--recovery-budget")
+    if budget <= 0:
+        raise pytest.UsageError(f"--recovery-budget must be > 0 seconds (got {budget:g})")
     firmware_path(config)
     latency_tolerance(config)
 

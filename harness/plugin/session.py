@@ -67,7 +67,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = RunSession(inventory=inventory, specs=specs, reports_dir=reports, run_id=run_id,
                                            toolkit=config.getoption("--toolkit"),
                                            lock_dir=config.getoption("--lock-dir"),
-                                           board_wait=config.getoption("--board-wait"))
+                                           board_wait=config.getoption("--board-wait"),
+                                           recovery_budget=config.getoption("--recovery-budget"))
+    from harness.report.evidence import record_recovery
+
+    config.stash[SESSION_KEY].on_recovery = lambda name, recovery: record_recovery(name, recovery.to_dict())
     if role != "worker" and not (config.option.collectonly or config.option.help):
         _preflight(config.stash[SESSION_KEY])
     from harness.plugin.reporting import ReportHooks

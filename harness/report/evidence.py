@@ -138,6 +138,15 @@ def record_firmware(board: Any, **entry: Any) -> None:
         RECORDER.results.set_board(_name(board), firmware={k: v for k, v in entry.items() if v is not None})
 
 
+def record_recovery(board: Any, recovery: dict[str, Any]) -> None:
+    """One climb of the recovery ladder (reason, outcome, steps with times and errors): appended to the board's
+    ``recoveries`` in results.json, where the gate shows recovered boards."""
+    if RECORDER.results is not None:
+        name = _name(board)
+        earlier = list((RECORDER.results.board(name) or {}).get("recoveries") or [])
+        RECORDER.results.set_board(name, recoveries=earlier + [recovery])
+
+
 # ------------------------------------------------------------------------------------------------ latency
 def _baseline_summary(baseline: Any) -> dict[str, Any] | None:
     if baseline is None:

@@ -94,6 +94,7 @@ class BoardVersions:
     variants: dict[str, list[str]] = field(default_factory=dict)  # component -> "value (run)" when runs differ
     broken: list[str] = field(default_factory=list)
     firmware: list[str] = field(default_factory=list)  # per run: the image and RK_VERSION before -> after
+    recoveries: list[str] = field(default_factory=list)  # per climb of the ladder: why, what worked, how long
 
 
 def firmware_text(entry: dict[str, Any], run: str) -> str:
@@ -104,6 +105,17 @@ def firmware_text(entry: dict[str, Any], run: str) -> str:
     if not entry.get("flashed"):
         return f"{image}: already ran RK_VERSION {after or before}, not reflashed ({run})"
     return f"{image}: RK_VERSION {before} -> {after} (flashed, {run})"
+
+
+def recovery_text(entry: dict[str, Any], run: str) -> str:
+    """``power-cycled after links lost: ... (41.2 s; reconnect failed: ...) (run)`` from results.json."""
+    failed = "; ".join(f"{s.get('rung')} failed: {s.get('error')}" for s in entry.get("steps") or []
+                       if isinstance(s, dict) and not s.get("ok"))
+    outcome = entry.get("outcome", "?")
+    word = "marked broken" if outcome == "broken" else f"recovered ({outcome})"
+    seconds = entry.get("seconds")
+    took = f"{seconds:g} s" if isinstance(seconds, (int, float)) else "? s"
+    return f"{word} after {entry.get('reason') or 'a failure'} ({took}{'; ' + failed if failed else ''}) ({run})"
 
 
 @dataclass
@@ -237,6 +249,7 @@ def _versions(runs: list[Run]) -> tuple[list[BoardVersions], list[Reason]]:
             bv.runs.append(run.label)
             if entry.firmware:
                 bv.firmware.append(firmware_text(entry.firmware, run.label))
+            bv.recoveries += [recovery_text(r, run.label) for r in entry.recoveries if isinstance(r, dict)]
             if entry.broken:
                 bv.broken.append(f"{run.label}: {entry.broken if isinstance(entry.broken, str) else 'broken'}")
             matrix = entry.matrix

@@ -104,9 +104,11 @@ def _versions(report: GateReport) -> str:
         details = "".join(f'<div class="small">{_e(t)}</div>' for t in v.mismatches + v.disagreements + v.broken)
         cells += [f'<td class="{"bad" if bad else ""}">{_e(state)}{details}</td>', _e(", ".join(v.runs))]
         rows.append(_row(cells))
-    flashed = "".join(f"<li>{_e(v.board)}: {_e(line)}</li>" for v in report.versions for line in v.firmware)
-    firmware = f'<h3>Firmware under test</h3><ul id="firmware">{flashed}</ul>' if flashed else ""
-    return f'<table id="versions">{"".join(rows)}</table>{firmware}'
+    events = ""
+    for title, attr in (("Firmware under test", "firmware"), ("Recoveries", "recoveries")):
+        items = "".join(f"<li>{_e(v.board)}: {_e(line)}</li>" for v in report.versions for line in getattr(v, attr))
+        events += f'<h3>{title}</h3><ul id="{attr}">{items}</ul>' if items else ""
+    return f'<table id="versions">{"".join(rows)}</table>{events}'
 
 
 def _latency(report: GateReport) -> str:

@@ -70,6 +70,7 @@ class BoardEntry(_Open):
     matrix: dict[str, Any] | None = None
     broken: bool | str | None = None
     firmware: dict[str, Any] | None = None  # --firmware: image, before, after, flashed, error
+    recoveries: list[dict[str, Any]] = []  # climbs of the recovery ladder: reason, outcome, steps, seconds
 
     @field_validator("versions", "matrix")
     @classmethod

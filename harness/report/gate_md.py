@@ -107,9 +107,10 @@ def render_markdown(report: GateReport) -> str:
                     *[found_text(v, c) for c in VERSION_COMPONENTS],
                     matrix_word(v) + ("; RUNS DISAGREE" if v.disagreements else ""),
                     ", ".join(v.runs)] for v in report.versions])
-    flashed = [(v.board, line) for v in report.versions for line in v.firmware]
-    if flashed:
-        out += ["## Firmware under test", ""] + [f"- {_md(board)}: {_md(line)}" for board, line in flashed] + [""]
+    for title, attr in (("Firmware under test", "firmware"), ("Recoveries", "recoveries")):
+        lines = [(v.board, line) for v in report.versions for line in getattr(v, attr)]
+        if lines:
+            out += [f"## {title}", ""] + [f"- {_md(board)}: {_md(line)}" for board, line in lines] + [""]
     if report.latency:
         out += ["## Latency (ms, on-board)", "", f"Regression tolerance: {report.latency_tolerance} (slower than "
                 f"the baseline by more than the percentage AND the sigmas fails).", ""]

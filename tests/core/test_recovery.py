@@ -63,6 +63,7 @@ class RecordingBoard:
     """Stand-in for the middle rung only: its reboot fails, its power cycle works."""
 
     name = "stand-in"
+    boot_timeout = 5.0
 
     def __init__(self, power_ok: bool) -> None:
         self.calls: list[str] = []
