@@ -1,9 +1,10 @@
 """A board lost mid-run, or down when the run starts, comes back by itself through the recovery ladder.
 
 Each case is a real ``pytest`` run (pytester) on a simulated board whose board processes are killed with
-SIGKILL, as a board that dies in the night: the next test that needs the board must pass after the ladder
-(reconnect, reboot, power cycle), results.json must keep every step, and the gate must show the recovery. A
-board that cannot come back within ``--recovery-budget`` is marked broken with the reason instead.
+SIGKILL (mid-command and mid-transfer), as a board that dies in the night: the next test that needs the board
+must pass after the ladder (reconnect, reboot, power cycle), results.json must keep every step, and the gate
+must show the recovery. A board that cannot come back within ``--recovery-budget`` is marked broken with the
+reason instead.
 """
 
 from __future__ import annotations
@@ -52,6 +53,22 @@ def test_b_board_is_back(board):
     assert board.shell("echo back", timeout=30).stdout.strip() == "back"
 '''
 
+KILL_MID_TRANSFER = KILL_MID_RUN.replace('''    kill_board(board.name)
+    with pytest.raises(HarnessError):
+        board.shell("echo hi", timeout=5)''', '''    import threading
+
+    big = Path("big.bin")
+    big.write_bytes(os.urandom(1 << 20) * 64)  # 64 MiB: the kill lands while it is on the wire
+    killer = threading.Timer(0.3, kill_board, args=(board.name,))
+    killer.start()
+    try:
+        with pytest.raises(HarnessError):
+            board.push(big, "/userdata/big.bin", timeout=60)
+    finally:
+        killer.join()''')
+
+assert "board.push" in KILL_MID_TRANSFER  # the kill lands during a transfer, not a command
+
 NEEDS_BOARD = '''
 def test_board_answers(board):
     assert board.shell("echo here", timeout=30).stdout.strip() == "here"
@@ -76,6 +93,14 @@ def run(lab: pytest.Pytester, run_id: str, *args: str) -> pytest.RunResult:
 def recoveries(lab: pytest.Pytester, run_id: str) -> list[dict]:
     results = json.loads((lab.path / "reports" / run_id / "results.json").read_text())
     return results["boards"]["sim-rv1126"].get("recoveries") or []
+
+
+def test_a_board_killed_mid_transfer_is_back_for_the_next_test(lab: pytest.Pytester) -> None:
+    lab.makepyfile(test_lost=KILL_MID_TRANSFER)
+    result = run(lab, "transfer")
+    result.assert_outcomes(passed=2)
+    [climb] = recoveries(lab, "transfer")
+    assert climb["outcome"] in ("rebooted", "power-cycled"), climb
 
 
 def test_a_board_killed_mid_run_is_back_for_the_next_test_and_the_gate_shows_it(lab: pytest.Pytester) -> None:
