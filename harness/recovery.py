@@ -64,15 +64,17 @@ class Recovery:
 
 
 def recover(board: Board, reason: str, *, timeout: float | None = None, budget: float | None = None,
-            reconnect: bool = False) -> Recovery:
+            reconnect: bool = False, reboot: bool = True) -> Recovery:
     """Climb the ladder until the board answers again; never raises for the board's own failures.
 
     ``timeout`` is each rung's wait for the board (default: the board's boot timeout); ``budget`` bounds the
     whole climb (default :data:`DEFAULT_BUDGET_S`); ``reconnect`` tries reopening the links before rebooting
-    (links lost mid-run, where the board may still be up).
+    (links lost mid-run, where the board may still be up); ``reboot=False`` skips the soft reboot, which needs
+    a link to carry it (a board silent on every link gets the power cycle at once).
     """
     deadline = time.monotonic() + (budget if budget is not None else DEFAULT_BUDGET_S)
-    actions = [("reboot", board.reboot), ("power cycle", board.power_cycle)]
+    actions = [("reboot", board.reboot)] if reboot else []
+    actions.append(("power cycle", board.power_cycle))
     if reconnect:
         actions.insert(0, ("reconnect", board.wait_ready))
     steps: list[Step] = []

@@ -126,19 +126,26 @@ class RunSession:
         if board.suspect is None or board.broken:
             return None
         why, board.suspect = board.suspect, None
+        from harness.links.power import NoPower
+
         problems = {name: p for name, p in board.health(timeout=10.0).items() if p}
         if not problems:
             log.info("%s: links answer again after: %s", board.name, why)
             return None
-        board.log.warning("%s: links lost (%s); climbing the recovery ladder", board.name,
-                          "; ".join(f"{k}: {v}" for k, v in problems.items()))
-        if len(problems) < len(board.command_links()):  # a link still answers: keep dmesg before the reset
-            self._keep_dmesg(board)
-        # reconnecting helps links that dropped while the board ran on (one still answers); when none answers,
-        # the console included, the board itself is gone or hung and the ladder starts at the reboot
         some_answer = len(problems) < len(board.command_links())
-        recovery = recover(board, f"links lost: {why.splitlines()[0] if why else 'no answer'}",
-                           budget=self.recovery_budget, reconnect=some_answer)
+        board.log.warning("%s: %s (%s); climbing the recovery ladder", board.name,
+                          "links lost" if some_answer else "the board stopped answering on every link",
+                          "; ".join(f"{k}: {v}" for k, v in problems.items()))
+        if some_answer:  # a link still answers: keep dmesg before the reset
+            self._keep_dmesg(board)
+        # reconnecting helps links that dropped while the board ran on (one still answers). When none answers,
+        # the console included, the board itself is gone or hung: no link can carry a reboot, so a board with
+        # power control is power-cycled at once
+        reason = (f"links lost: {why.splitlines()[0] if why else 'no answer'}" if some_answer else
+                  f"the board stopped answering on every link ({', '.join(problems)}) after: "
+                  f"{why.splitlines()[0] if why else 'no answer'}")
+        recovery = recover(board, reason, budget=self.recovery_budget, reconnect=some_answer,
+                           reboot=some_answer or isinstance(board.power, NoPower))
         board.log.warning("%s: recovery: %s", board.name, recovery.describe())
         self._recovered(board.name, recovery)
         return recovery

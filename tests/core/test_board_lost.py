@@ -95,6 +95,18 @@ def recoveries(lab: pytest.Pytester, run_id: str) -> list[dict]:
     return results["boards"]["sim-rv1126"].get("recoveries") or []
 
 
+def test_a_board_stopped_mid_command_fails_that_test_in_time_and_is_power_cycled_for_the_next(
+        lab: pytest.Pytester) -> None:
+    """SIGSTOP: a hang, not a death. The command fails at its deadline; no link answers, so no reboot can be
+    carried and the ladder power-cycles at once."""
+    lab.makepyfile(test_lost=KILL_MID_RUN.replace("signal.SIGKILL", "signal.SIGSTOP"))
+    result = run(lab, "stopped")
+    result.assert_outcomes(passed=2)
+    [climb] = recoveries(lab, "stopped")
+    assert climb["reason"].startswith("the board stopped answering on every link (adb, ssh, console)"), climb
+    assert [(s["rung"], s["ok"]) for s in climb["steps"]] == [("power cycle", True)]
+
+
 def test_a_board_killed_mid_transfer_is_back_for_the_next_test(lab: pytest.Pytester) -> None:
     lab.makepyfile(test_lost=KILL_MID_TRANSFER)
     result = run(lab, "transfer")
@@ -108,7 +120,8 @@ def test_a_board_killed_mid_run_is_back_for_the_next_test_and_the_gate_shows_it(
     result = run(lab, "killed")
     result.assert_outcomes(passed=2)
     [climb] = recoveries(lab, "killed")
-    assert climb["outcome"] in ("rebooted", "power-cycled") and climb["reason"].startswith("links lost: ")
+    assert climb["outcome"] == "power-cycled"  # killed: no link answers, so no reboot can be carried
+    assert climb["reason"].startswith("the board stopped answering on every link (adb, ssh, console) after: ")
     assert [s["rung"] for s in climb["steps"]][-1] == {"rebooted": "reboot", "power-cycled": "power cycle"}[
         climb["outcome"]] and climb["steps"][-1]["ok"]
     log = (lab.path / "reports" / "killed" / "sim-rv1126" / "links.log").read_text()
@@ -117,7 +130,7 @@ def test_a_board_killed_mid_run_is_back_for_the_next_test_and_the_gate_shows_it(
                                "--no-baseline", "--json", "--out", str(lab.path / "gate")],
                               capture_output=True, text=True, timeout=120)
     [board] = json.loads(decision.stdout)["versions"]
-    assert board["recoveries"] and board["recoveries"][0].startswith(f"recovered ({climb['outcome']}) after links")
+    assert board["recoveries"] and board["recoveries"][0].startswith("recovered (power-cycled) after the board")
 
 
 def test_a_board_down_when_the_run_starts_is_power_cycled_before_it_is_declared_unusable(
@@ -138,6 +151,7 @@ def test_a_board_that_cannot_come_back_is_marked_broken_within_the_budget(lab: p
     lab.makepyfile(test_lost=dies_for_good)
     result = run(lab, "gone", "--recovery-budget", "20")
     result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*board sim-rv1126 is marked broken for the rest of this run: links lost*"])
+    result.stdout.fnmatch_lines(["*board sim-rv1126 is marked broken for the rest of this run: the board stopped "
+                                 "answering on every link*; power cycle failed*"])
     [climb] = recoveries(lab, "gone")
     assert climb["outcome"] == "broken" and climb["seconds"] < 20 + 5  # the budget, plus one rung's last poll

@@ -93,3 +93,27 @@ def test_ladder_order_power_cycle_after_a_failed_reboot():
     assert dead.calls == ["reboot", "power_cycle", "mark_broken"]
     assert dead.broken == ("hang; reboot failed (adb did not come back before the deadline); "
                            "power cycle failed (PDU port 3 does not answer)")
+
+
+class ReconnectingBoard(RecordingBoard):
+    """Its links come back on a reconnect: the ladder stops at the first rung."""
+
+    def wait_ready(self, *, timeout=None):
+        self.calls.append("wait_ready")
+
+
+def test_ladder_reconnects_first_when_asked_and_skips_the_reboot_when_told():
+    back = ReconnectingBoard(power_ok=True)
+    found = recover(back, "links lost", reconnect=True)
+    assert found.outcome == "reconnected" and back.calls == ["wait_ready"]
+    silent = RecordingBoard(power_ok=True)
+    found = recover(silent, "silent on every link", reboot=False)
+    assert found.outcome == "power-cycled" and silent.calls == ["power_cycle"]
+    assert [s.rung for s in found.steps] == ["power cycle"]
+
+
+def test_ladder_stops_at_its_budget_and_says_so():
+    slow = RecordingBoard(power_ok=True)
+    found = recover(slow, "hang", budget=0.5)
+    assert found.outcome == "broken" and slow.calls == ["mark_broken"]  # no rung had time to start
+    assert "the recovery budget of 0.5 s is spent" in found.describe()
