@@ -8,6 +8,7 @@ Transfers are verified by checksum on the board. Reboots are followed on every l
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,8 @@ from typing import Any, Protocol
 from harness.chips import Chip
 from harness.errors import BoardError, HarnessError, LinkDown, LinkTimeout
 from harness.links.base import ShellResult
+
+_EVIDENCE_COUNTER = itertools.count()
 
 
 class CommandLink(Protocol):
@@ -220,6 +223,27 @@ class Board:
         names = self.command_links()
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(zip(names, pool.map(probe, names)))
+
+    # -- evidence ------------------------------------------------------------------------------------------
+    def kernel_log(self, lines: int = 200, timeout: float = 20.0) -> str:
+        """The tail of the board's kernel log; never raises (evidence collection must not hide a failure)."""
+        if self.broken:
+            return f"(not read: board marked broken: {self.broken})"
+        try:
+            return self.shell(f"dmesg | tail -n {int(lines)}", timeout=timeout).output
+        except HarnessError as exc:
+            return f"(dmesg unavailable: {exc})"
+
+    def save_evidence(self, stem: str, text: str) -> Path | None:
+        """Keep ``text`` in the board's run folder as ``STEM-TIME-N.txt`` (evidence is never lost); None if it
+        cannot be written."""
+        try:
+            path = Path(self.run_dir) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{next(_EVIDENCE_COUNTER)}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return path
+        except (OSError, TypeError):
+            return None
 
     def mark_broken(self, reason: str) -> None:
         """After recovery failed: every later use fails at once with this reason instead of hanging."""

@@ -24,6 +24,8 @@ log = logging.getLogger("npu-hil.recovery")
 DEFAULT_BUDGET_S = 300.0
 #: A reconnect only helps links that dropped while the board kept running: it gets a short deadline.
 RECONNECT_TIMEOUT_S = 15.0
+#: How long each link gets to answer ``true`` when a suspect board's health is checked (links side by side).
+HEALTH_TIMEOUT_S = 10.0
 RUNGS = {"reconnect": "reconnected", "reboot": "rebooted", "power cycle": "power-cycled"}
 
 
@@ -48,10 +50,6 @@ class Recovery:
     @property
     def ok(self) -> bool:
         return self.outcome != "broken"
-
-    @property
-    def failures(self) -> tuple[str, ...]:
-        return tuple(s.error or "failed" for s in self.steps if not s.ok)
 
     def describe(self) -> str:
         failed = "; ".join(f"{s.rung} failed: {s.error}" for s in self.steps if not s.ok)
@@ -83,7 +81,9 @@ def recover(board: Board, reason: str, *, timeout: float | None = None, budget: 
         if left <= 1.0:
             steps.append(Step(rung, False, 0.0, f"the recovery budget of {budget or DEFAULT_BUDGET_S:g} s is spent"))
             continue
-        wait = min(timeout or board.boot_timeout, left, RECONNECT_TIMEOUT_S if rung == "reconnect" else left)
+        wait = min(timeout or board.boot_timeout, left)
+        if rung == "reconnect":
+            wait = min(wait, RECONNECT_TIMEOUT_S)
         started = time.monotonic()
         log.info("%s: recovery after %s: trying %s (deadline %.0f s)", board.name, reason, rung, wait)
         try:
@@ -98,6 +98,32 @@ def recover(board: Board, reason: str, *, timeout: float | None = None, budget: 
         return Recovery(RUNGS[rung], tuple(steps), reason)
     board.mark_broken(reason + "".join(f"; {s.rung} failed ({s.error})" for s in steps))
     return Recovery("broken", tuple(steps), reason)
+
+
+def recover_lost_links(board: Board, *, budget: float | None = None) -> Recovery | None:
+    """Before the next test, for a board whose links failed (``board.suspect``): None when every link answers
+    again; else the ladder. When a link still answers, dmesg is kept and the climb starts with a reconnect (links
+    that dropped while the board ran on). When none answers, the console included, the board itself is gone or
+    hung: no link can carry a reboot, so a board with power control is power-cycled at once."""
+    from harness.links.power import NoPower
+
+    why, board.suspect = (board.suspect or "no answer").splitlines()[0], None
+    problems = {name: p for name, p in board.health(timeout=HEALTH_TIMEOUT_S).items() if p}
+    if not problems:
+        log.info("%s: links answer again after: %s", board.name, why)
+        return None
+    some_answer = len(problems) < len(board.command_links())
+    reason = (f"links lost: {why}" if some_answer else
+              f"the board stopped answering on every link ({', '.join(problems)}) after: {why}")
+    board.log.warning("%s: %s (%s); climbing the recovery ladder", board.name, reason,
+                      "; ".join(f"{k}: {v}" for k, v in problems.items()))
+    if some_answer:
+        saved = board.save_evidence("dmesg-before-recovery", board.kernel_log(lines=300, timeout=10))
+        board.log.warning("%s: dmesg before recovery kept in %s", board.name, saved)
+    recovery = recover(board, reason, budget=budget, reconnect=some_answer,
+                       reboot=some_answer or isinstance(board.power, NoPower))
+    board.log.warning("%s: recovery: %s", board.name, recovery.describe())
+    return recovery
 
 
 def recover_board(board: Board, reason: str, *, timeout: float | None = None) -> str:

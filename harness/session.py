@@ -22,7 +22,7 @@ from harness.connect import open_board, power_for
 from harness.errors import BoardError, HarnessError
 from harness.lab.locks import BoardLock, lock_for
 from harness.links.ports import free_port
-from harness.recovery import DEFAULT_BUDGET_S, Recovery, Step, recover
+from harness.recovery import DEFAULT_BUDGET_S, Recovery, Step, recover_lost_links
 
 log = logging.getLogger("npu-hil.session")
 
@@ -80,10 +80,11 @@ class RunSession:
                 lock.acquire(self.board_wait)
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 adb_server = self.adb_server() if needs_adb and not (spec.adb and spec.adb.server) else None
+                started = time.monotonic()
                 try:
                     board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server)
                 except BoardError as exc:  # unreachable at the start of the run: power-cycle it before giving up
-                    board = self._open_after_power_cycle(spec, exc, adb_server)
+                    board = self._open_after_power_cycle(spec, exc, time.monotonic() - started, adb_server)
             except HarnessError as exc:
                 self.failures[name] = str(exc)
                 if lock is not None:
@@ -96,7 +97,8 @@ class RunSession:
             self.boards[name] = board
         return self.boards[name]
 
-    def _open_after_power_cycle(self, spec: BoardSpec, failure: BoardError, adb_server: Any) -> Board:
+    def _open_after_power_cycle(self, spec: BoardSpec, failure: BoardError, open_seconds: float,
+                                adb_server: Any) -> Board:
         """The ladder for a board that does not answer when the run starts: its links could not be opened, so
         there is nothing to reconnect or reboot over; a power cycle, then one more open, within the budget."""
         from harness.links.power import NoPower
@@ -105,7 +107,7 @@ class RunSession:
         if isinstance(power, NoPower):
             raise failure
         reason = f"unreachable at the start of the run: {str(failure).splitlines()[0]}"
-        steps = [Step("open", False, 0.0, str(failure).splitlines()[0])]
+        steps = [Step("open", False, round(open_seconds, 3), str(failure).splitlines()[0])]
         started = time.monotonic()
         try:
             power.cycle()
@@ -120,46 +122,15 @@ class RunSession:
         return board
 
     def ensure_usable(self, board: Board) -> Recovery | None:
-        """Before a test: a board whose links failed during an earlier test is health-checked and, when a link
-        does not answer, climbs the ladder (reconnect, reboot, power cycle, broken) within the run's budget.
-        Returns what the ladder did (None when the board was not suspect or answered)."""
+        """Before a test: a board whose links failed during an earlier test climbs the ladder if it does not
+        answer (:func:`harness.recovery.recover_lost_links`, within the run's budget); what the ladder did, or
+        None when the board was not suspect or answered."""
         if board.suspect is None or board.broken:
             return None
-        why, board.suspect = board.suspect, None
-        from harness.links.power import NoPower
-
-        problems = {name: p for name, p in board.health(timeout=10.0).items() if p}
-        if not problems:
-            log.info("%s: links answer again after: %s", board.name, why)
-            return None
-        some_answer = len(problems) < len(board.command_links())
-        board.log.warning("%s: %s (%s); climbing the recovery ladder", board.name,
-                          "links lost" if some_answer else "the board stopped answering on every link",
-                          "; ".join(f"{k}: {v}" for k, v in problems.items()))
-        if some_answer:  # a link still answers: keep dmesg before the reset
-            self._keep_dmesg(board)
-        # reconnecting helps links that dropped while the board ran on (one still answers). When none answers,
-        # the console included, the board itself is gone or hung: no link can carry a reboot, so a board with
-        # power control is power-cycled at once
-        reason = (f"links lost: {why.splitlines()[0] if why else 'no answer'}" if some_answer else
-                  f"the board stopped answering on every link ({', '.join(problems)}) after: "
-                  f"{why.splitlines()[0] if why else 'no answer'}")
-        recovery = recover(board, reason, budget=self.recovery_budget, reconnect=some_answer,
-                           reboot=some_answer or isinstance(board.power, NoPower))
-        board.log.warning("%s: recovery: %s", board.name, recovery.describe())
-        self._recovered(board.name, recovery)
+        recovery = recover_lost_links(board, budget=self.recovery_budget)
+        if recovery is not None:
+            self._recovered(board.name, recovery)
         return recovery
-
-    @staticmethod
-    def _keep_dmesg(board: Board) -> None:
-        """The kernel log as it was before the ladder resets the board (best effort, bounded)."""
-        try:
-            text = board.shell("dmesg | tail -n 300", timeout=10).stdout
-        except HarnessError as exc:
-            text = f"(dmesg could not be read before recovery: {exc})\n"
-        path = board.run_dir / f"dmesg-before-recovery-{time.strftime('%H%M%S')}.txt"
-        path.write_text(text)
-        board.log.warning("%s: dmesg before recovery kept in %s", board.name, path)
 
     def _recovered(self, name: str, recovery: Recovery) -> None:
         log.warning("%s: %s: %s", name, recovery.reason, recovery.describe())

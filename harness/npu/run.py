@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.errors import BoardError, HarnessError, LinkTimeout, ProductError
+from harness.errors import BoardError, LinkTimeout, ProductError
 from harness.links.base import ShellResult
 from harness.npu import goldens
 from harness.npu.deploy import (
@@ -172,36 +172,17 @@ def default_deadline(package: ModelPackage, chip: str, loops: int, warmup: int) 
 
 
 # ------------------------------------------------------------------------------------------------ hangs
-def capture_dmesg(board: Board, lines: int = 200) -> str:
-    """The kernel log's tail (never raises: evidence collection must not hide the hang)."""
-    try:
-        return board.shell(f"dmesg | tail -n {int(lines)}", timeout=20).stdout
-    except HarnessError as exc:
-        return f"(dmesg unavailable: {exc})"
-
-
 def hang(board: Board, package: ModelPackage, what: str) -> NpuHang:
     """Collect dmesg, recover the board, and build the NpuHang to raise (manual 4.2.13)."""
-    dmesg = capture_dmesg(board)
+    dmesg = board.kernel_log()
     hits = [line for line in dmesg.splitlines() if HANG_LINES.search(line)]
     evidence = hits[-10:] or dmesg.splitlines()[-10:]
-    saved = _save_evidence(board, f"dmesg-hang-{package.name}", dmesg)
+    saved = board.save_evidence(f"dmesg-hang-{package.name}", dmesg)
     recovery = recover_board(board, f"NPU hang running {package.name}")
     message = (f"NPU hang (manual 4.2.13) on {board.name} running {package.name}: {what}; board {recovery}; "
                f"dmesg{f' (saved to {saved})' if saved else ''}: "
                + (" | ".join(evidence) if evidence else "(no kernel lines)"))
     return NpuHang(message, dmesg=dmesg, recovery=recovery)
-
-
-def _save_evidence(board: Board, stem: str, text: str) -> Path | None:
-    """Keep evidence in the board's run folder (principle 4: evidence is never lost); None if it cannot."""
-    try:
-        path = Path(board.run_dir) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{next(_COUNTER)}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-    except (OSError, TypeError):
-        return None
 
 
 def _goldens_for(run: ModelRun) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:

@@ -318,7 +318,7 @@ class ReportHooks:
             if board.has_link("console"):
                 excerpt = board.console.excerpt(since=since)[-EXCERPT_LIMIT:]
                 evidence.allure_attach(f"console {name}", excerpt or "(the console printed nothing during this test)")
-            evidence.allure_attach(f"dmesg {name}", _dmesg(board))
+            evidence.allure_attach(f"dmesg {name}", board.kernel_log(timeout=DMESG_TIMEOUT_S))
         names = {name for name, _ in own} or set(evidence.RECORDER.board_tables)
         tables = {n: t for n, t in evidence.RECORDER.board_tables.items() if n in names}
         tables.update(current.versions if current else {})
@@ -382,11 +382,3 @@ def _skip_reason(report: pytest.TestReport) -> str:
     return str(longrepr)
 
 
-def _dmesg(board: Any) -> str:
-    """The kernel log's tail over the board's shell, briefly; never raises (evidence must not hide a failure)."""
-    if board.broken:
-        return f"(not read: board marked broken: {board.broken})"
-    try:
-        return board.shell("dmesg | tail -n 200", timeout=DMESG_TIMEOUT_S).output
-    except HarnessError as exc:
-        return f"(dmesg unavailable: {exc})"
