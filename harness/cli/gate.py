@@ -19,7 +19,17 @@ from harness.npu.latency import Tolerance
 from harness.report.baseline import DEFAULT_DIR
 from harness.report.gate import GateReport, gate
 from harness.report.gate_html import write_html
-from harness.report.gate_md import STATE_MARK, cell_of, cell_text, change_text, fmt_ms, latency_status, write_markdown
+from harness.report.gate_md import (
+    STATE_MARK,
+    TOLERANCE_RULE,
+    board_events,
+    cell_of,
+    cell_text,
+    change_text,
+    fmt_ms,
+    latency_status,
+    write_markdown,
+)
 from harness.report.gate_policy import GatePolicy, load_policy
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
@@ -44,11 +54,9 @@ def print_report(report: GateReport, console: Console) -> None:
         row = [cell_of(report, board, s) for s in report.suites]
         cells.add_row(Text(board), *[Text(f"{STATE_MARK[c.state]} {cell_text(c)}", STYLE[c.state]) for c in row])
     console.print(cells)
-    for v in report.versions:
-        for line in v.firmware:
-            console.print(f"firmware {v.board}: {line}", markup=False)
-        for line in v.recoveries:
-            console.print(f"recovery {v.board}: {line}", markup=False)
+    for title, _, lines in board_events(report):
+        for board, line in lines:
+            console.print(f"{title.lower()}, {board}: {line}", markup=False)
     if report.latency:
         table = Table(title="latency (ms, on-board)")
         for name in ("model", "chip", "board", "mean", "p90", "baseline", "change", "status"):
@@ -58,7 +66,8 @@ def print_report(report: GateReport, console: Console) -> None:
                                       fmt_ms(r.stats.get("p90_ms")), fmt_ms(r.baseline_mean), change_text(r))),
                           Text(latency_status(r), "green" if r.ok else "red"))
         console.print(table)
-        console.print(f"latency regression tolerance: {report.latency_tolerance}", markup=False)
+        console.print(f"latency regression tolerance: {report.latency_tolerance} ({TOLERANCE_RULE})",
+                      markup=False)
 
 
 def _gate(args: argparse.Namespace) -> int:

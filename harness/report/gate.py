@@ -20,7 +20,8 @@ suite and run:
   a regression against the last accepted baseline (``harness.report.baseline``).
 * **gap**: an expected (board, suite) cell holds no passed test (missing, or every test skipped). A suite the
   run deliberately did not select (a destructive test without ``--destructive``, a test for another chip) is
-  "not run", and a gap only when the release requires that suite (``require_suites``).
+  "not run", and a gap only when the release requires that suite (``expect_suites``: ``npu-hil gate --suites`` or
+  a ``--policy`` file).
 
 GO only when no rule fires and every expected cell has passed tests. Expected cells are every board x every
 suite seen in any run, unless ``expect_boards`` / ``expect_suites`` name them. A failure in any given run

@@ -15,6 +15,8 @@ from pathlib import Path
 from harness.report.gate import VERSION_COMPONENTS, GateReport, LatencyRow
 from harness.report.gate_md import (
     STATE_MARK,
+    TOLERANCE_RULE,
+    board_events,
     budget_text,
     cell_of,
     cell_text,
@@ -104,10 +106,9 @@ def _versions(report: GateReport) -> str:
         details = "".join(f'<div class="small">{_e(t)}</div>' for t in v.mismatches + v.disagreements + v.broken)
         cells += [f'<td class="{"bad" if bad else ""}">{_e(state)}{details}</td>', _e(", ".join(v.runs))]
         rows.append(_row(cells))
-    events = ""
-    for title, attr in (("Firmware under test", "firmware"), ("Recoveries", "recoveries")):
-        items = "".join(f"<li>{_e(v.board)}: {_e(line)}</li>" for v in report.versions for line in getattr(v, attr))
-        events += f'<h3>{title}</h3><ul id="{attr}">{items}</ul>' if items else ""
+    events = "".join(f'<h3>{title}</h3><ul id="{attr}">'
+                     + "".join(f"<li>{_e(board)}: {_e(line)}</li>" for board, line in lines) + "</ul>"
+                     for title, attr, lines in board_events(report))
     return f'<table id="versions">{"".join(rows)}</table>{events}'
 
 
@@ -124,8 +125,7 @@ def _latency(report: GateReport) -> str:
         rows.append(_row([_e(r.model), _e(r.chip), _e(r.precision), _e(r.board), *num, _e(budget_text(r)),
                           f'<td class="num">{_e(fmt_ms(r.baseline_mean))}</td>', _e(change_text(r)), sparkline(r),
                           f'<td class="{"passed" if r.ok else "failed"}">{_e(latency_status(r))}</td>']))
-    rule = (f'<p id="latency-tolerance">Regression tolerance: {_e(report.latency_tolerance)} (slower than the '
-            f'baseline by more than the percentage AND the sigmas fails).</p>')
+    rule = f'<p id="latency-tolerance">Regression tolerance: {_e(report.latency_tolerance)} ({TOLERANCE_RULE}).</p>'
     return f'{rule}<table id="latency">{"".join(rows)}</table>'
 
 

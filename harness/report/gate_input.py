@@ -149,14 +149,19 @@ def load_run(path: Path) -> Run:
     try:
         data = ResultsFile.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{file}: not a results file: {where}: {first['msg']}{more}") from None
+        raise ConfigError(f"{file}: not a results file: {first_error(exc)}") from None
     problem = None if data.complete else "the run did not finish (complete: false): its results are partial"
     if parts_note:
         problem = parts_note
     return Run(path, data.run_id, data.complete, problem, data)
+
+
+def first_error(exc: ValidationError) -> str:
+    """A pydantic error as one line: where, what, and how many more (the gate's inputs are files people wrote)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
 
 
 def _merged_parts(path: Path, name: str) -> tuple[dict[str, Any], str]:

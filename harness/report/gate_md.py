@@ -38,6 +38,19 @@ def fmt_ms(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
 
 
+#: What the latency tolerance means, said once for every rendering of the report.
+TOLERANCE_RULE = "slower than the baseline by more than the percentage AND the sigmas fails"
+#: The per-board events a report lists under the versions: (title, BoardVersions attribute).
+BOARD_EVENTS = (("Firmware under test", "firmware"), ("Recoveries", "recoveries"))
+
+
+def board_events(report: GateReport) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(title, attribute, [(board, line)]) for each kind of board event the runs recorded (none: left out)."""
+    found = [(title, attr, [(v.board, line) for v in report.versions for line in getattr(v, attr)])
+             for title, attr in BOARD_EVENTS]
+    return [event for event in found if event[2]]
+
+
 def matrix_word(versions: BoardVersions) -> str:
     """ok, MISMATCH, or "not checked" (no run checked the board's versions: not a mismatch)."""
     return "not checked" if versions.matrix_ok is None else "ok" if versions.matrix_ok else "MISMATCH"
@@ -107,13 +120,11 @@ def render_markdown(report: GateReport) -> str:
                     *[found_text(v, c) for c in VERSION_COMPONENTS],
                     matrix_word(v) + ("; RUNS DISAGREE" if v.disagreements else ""),
                     ", ".join(v.runs)] for v in report.versions])
-    for title, attr in (("Firmware under test", "firmware"), ("Recoveries", "recoveries")):
-        lines = [(v.board, line) for v in report.versions for line in getattr(v, attr)]
-        if lines:
-            out += [f"## {title}", ""] + [f"- {_md(board)}: {_md(line)}" for board, line in lines] + [""]
+    for title, _, lines in board_events(report):
+        out += [f"## {title}", ""] + [f"- {_md(board)}: {_md(line)}" for board, line in lines] + [""]
     if report.latency:
-        out += ["## Latency (ms, on-board)", "", f"Regression tolerance: {report.latency_tolerance} (slower than "
-                f"the baseline by more than the percentage AND the sigmas fails).", ""]
+        out += ["## Latency (ms, on-board)", "", f"Regression tolerance: {report.latency_tolerance} "
+                f"({TOLERANCE_RULE}).", ""]
         out += _table(["model", "chip", "precision", "board", "runs", "mean", "p50", "p90", "budget",
                        "baseline mean", "change", "trend", "status"],
                       [[r.model, r.chip, r.precision or "–", r.board, r.stats.get("count", "–"),

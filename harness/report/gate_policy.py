@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from harness.errors import ConfigError
 from harness.npu.latency import Tolerance
+from harness.report.gate_input import first_error
 
 
 class GatePolicy(BaseModel):
@@ -57,8 +58,5 @@ def load_policy(path: Path) -> GatePolicy:
     try:
         return GatePolicy.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"gate policy {path}: {where}: {message} (keys: boards, suites, latency_tolerance)") \
+        raise ConfigError(f"gate policy {path}: {first_error(exc)} (keys: boards, suites, latency_tolerance)") \
             from None
