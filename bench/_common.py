@@ -70,3 +70,16 @@ def release_notice_seconds(holder_argv: list[str], cwd: Path, acquire: Callable[
         if holder.poll() is None:
             holder.kill()
         holder.wait(timeout=10)
+
+
+def down_all(home: Path) -> None:
+    """``api.down`` every simulated board of one simulator home (by supervisor PID; the API reads the home from
+    NPU_HIL_SIM_HOME, set here)."""
+    import os
+
+    from harness.sim import api
+
+    os.environ["NPU_HIL_SIM_HOME"] = str(home)
+    for folder in home.iterdir() if home.is_dir() else []:
+        if (folder / "config.json").exists():
+            api.down(folder.name)

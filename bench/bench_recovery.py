@@ -24,9 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from _common import down_all  # noqa: E402
 
 KILLED = '''
 import json, os, signal, time
@@ -51,54 +55,46 @@ def test_b_back(board):
 NEEDS = "def test_here(board):\n    assert board.shell('echo here', timeout=30).stdout.strip() == 'here'\n"
 
 
-def _pytest(folder: Path, home: Path, test_file: str) -> tuple[int, float]:
+def run_case(work: Path, name: str, test_text: str, before: Callable[[Path], None] | None = None) -> tuple[Path, float]:
+    """One ``pytest --board sim-rv1126`` run of ``test_text`` in its own folder and simulator home (``before``
+    may start or break the board first); its folder and wall-clock seconds. Leaves no board running."""
+    folder, home = work / name, work / f"{name}-sim"
+    folder.mkdir()
+    (folder / f"test_{name}.py").write_text(test_text)
     env = dict(os.environ, NPU_HIL_SIM_HOME=str(home), PYTHONPATH=str(REPO))
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--board", "sim-rv1126",
-                           "--run-id", "bench", test_file], cwd=folder, env=env, capture_output=True, text=True,
-                          timeout=600)
-    return done.returncode, time.monotonic() - started
-
-
-def _down(home: Path) -> None:
-    env = dict(os.environ, NPU_HIL_SIM_HOME=str(home))
-    for folder in home.iterdir() if home.is_dir() else []:
-        if (folder / "config.json").exists():
-            subprocess.run([sys.executable, "-m", "harness", "sim", "down", folder.name], env=env, cwd=REPO,
-                           capture_output=True, timeout=60)
+    try:
+        if before is not None:
+            before(home)
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--board",
+                               "sim-rv1126", "--run-id", "bench", f"test_{name}.py"], cwd=folder, env=env,
+                              capture_output=True, text=True, timeout=600)
+        seconds = time.monotonic() - started
+    finally:
+        down_all(home)
+    if done.returncode != 0:
+        raise SystemExit(f"{name}: the run failed (exit {done.returncode}):\n{done.stdout[-2000:]}")
+    return folder, seconds
 
 
 def killed_mid_command(work: Path) -> tuple[float, float]:
-    folder, home = work / "killed", work / "killed-sim"
-    folder.mkdir()
-    (folder / "test_killed.py").write_text(KILLED)
-    try:
-        code, _ = _pytest(folder, home, "test_killed.py")
-    finally:
-        _down(home)
-    if code != 0:
-        raise SystemExit(f"killed mid-command: the run failed (exit {code})")
+    folder, _ = run_case(work, "killed", KILLED)
     fault, back = float((folder / "t_fault").read_text()), float((folder / "t_back").read_text())
     results = json.loads((folder / "reports" / "bench" / "results.json").read_text())
     [climb] = results["boards"]["sim-rv1126"]["recoveries"]
     return back - fault, climb["seconds"]
 
 
-def down_at_start(work: Path) -> float:
-    folder, home = work / "down", work / "down-sim"
-    folder.mkdir()
-    (folder / "test_needs.py").write_text(NEEDS)
-    env = dict(os.environ, NPU_HIL_SIM_HOME=str(home))
-    up = subprocess.run([sys.executable, "-m", "harness", "sim", "up", "rv1126", "--compact"], env=env, cwd=REPO,
-                        capture_output=True, text=True, timeout=120, check=True)
+def _up_and_kill(home: Path) -> None:
+    """A board the run will attach to, dead: started with ``npu-hil sim up``, its processes SIGKILLed."""
+    up = subprocess.run([sys.executable, "-m", "harness", "sim", "up", "rv1126", "--compact"], cwd=REPO,
+                        env=dict(os.environ, NPU_HIL_SIM_HOME=str(home)), capture_output=True, text=True,
+                        timeout=120, check=True)
     os.kill(json.loads(up.stdout)["status"]["board_pid"], signal.SIGKILL)
-    try:
-        code, seconds = _pytest(folder, home, "test_needs.py")
-    finally:
-        _down(home)
-    if code != 0:
-        raise SystemExit(f"down at start: the run failed (exit {code})")
-    return seconds
+
+
+def down_at_start(work: Path) -> float:
+    return run_case(work, "down", NEEDS, before=_up_and_kill)[1]
 
 
 def main() -> None:

@@ -28,9 +28,10 @@ import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import down_all  # noqa: E402
+
 from harness.links.adb_server import AdbServer  # noqa: E402
 from harness.links.console import ConsoleLink  # noqa: E402
-from harness.sim import api  # noqa: E402
 
 READY_TIMEOUT = 30.0
 ENDPOINTS = ("cli", "adb", "ssh", "console", "all")
@@ -174,7 +175,7 @@ def main() -> None:
                     if profile == opts.profiles[0] and len(rounds) == opts.rounds:
                         pushes, pulls = transfer(adb, serial, work, opts.size_mib, 3)
                     adb("disconnect", serial, timeout=10)
-                    _down_all(homes[-1])
+                    down_all(homes[-1])
                 cells = []
                 for name in ENDPOINTS:
                     values = [r[name] for r in rounds if name in r]
@@ -187,17 +188,9 @@ def main() -> None:
                   f"({', '.join(f'{v:.0f}' for v in pulls)})")
         finally:
             for home in homes:
-                _down_all(home)
+                down_all(home)
             adb("kill-server", timeout=10)
             adb.server.stop()
-
-
-def _down_all(home: Path) -> None:
-    """``api.down`` every board of one simulator home (the API reads the home from the environment)."""
-    os.environ["NPU_HIL_SIM_HOME"] = str(home)
-    for folder in home.iterdir():
-        if (folder / "config.json").exists():
-            api.down(folder.name)
 
 
 if __name__ == "__main__":

@@ -281,16 +281,7 @@ class ScpSession:
         if not self._response():
             return
         for board in [match for path in self.request.paths for match in self._expand(path)]:
-            try:
-                host = self._host(board)
-                info = os.stat(host)
-            except OutsideRoot:
-                self._error(f"{board}: No such file or directory")
-                continue
-            except OSError as exc:
-                self._error(f"{board}: {exc.strerror}")
-                continue
-            self._send_entry(board, host, info)
+            self._send_path(board)
 
     def _expand(self, board: str) -> list[str]:
         """A wildcard in the last part (``/userdata/*.npy``), expanded as the board's shell would; else as given."""
@@ -303,6 +294,19 @@ class ScpSession:
             return [board]
         found = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern) and (pattern[0] == "." or n[0] != "."))
         return [posixpath.join(folder, n) for n in found] or [board]
+
+    def _send_path(self, board: str) -> None:
+        """Send one board path, or report why not (scp's own wording) and go on with the next."""
+        try:  # a link is followed inside the board, as the board's own scp would see it
+            host = self._host(board)
+            info = os.stat(host)
+        except OutsideRoot:
+            self._error(f"{board}: No such file or directory")
+            return
+        except OSError as exc:
+            self._error(f"{board}: {exc.strerror}")
+            return
+        self._send_entry(board, host, info)
 
     def _send_entry(self, board: str, host: Path, info: os.stat_result) -> None:
         name = posixpath.basename(board.rstrip("/")) or "/"
@@ -356,16 +360,6 @@ class ScpSession:
         if not self._response():
             return
         for entry in sorted(os.listdir(host)):
-            child_board = posixpath.join(board, entry)
-            try:  # a link is followed inside the board, as the board's own scp would see it
-                child = self._host(child_board)
-                child_info = os.stat(child)
-            except OutsideRoot:
-                self._error(f"{child_board}: No such file or directory")
-                continue
-            except OSError as exc:
-                self._error(f"{child_board}: {exc.strerror}")
-                continue
-            self._send_entry(child_board, child, child_info)
+            self._send_path(posixpath.join(board, entry))
         self._send(b"E\n")
         self._response()

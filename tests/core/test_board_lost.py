@@ -18,11 +18,10 @@ from pathlib import Path
 
 import pytest
 from support.sim import sim_cli
-from support.sim_leftovers import down_running_boards
+from support.sim_leftovers import own_sim_home
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
 HARD_STOP_S = 240
 
 KILL_MID_RUN = '''
@@ -77,12 +76,8 @@ def test_board_answers(board):
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    home = tmp_path_factory.mktemp("sim")
-    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(home))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    pytester.home = home  # type: ignore[attr-defined]
-    yield pytester
-    down_running_boards()
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
 
 
 def run(lab: pytest.Pytester, run_id: str, *args: str) -> pytest.RunResult:
@@ -135,7 +130,8 @@ def test_a_board_killed_mid_run_is_back_for_the_next_test_and_the_gate_shows_it(
 
 def test_a_board_down_when_the_run_starts_is_power_cycled_before_it_is_declared_unusable(
         lab: pytest.Pytester) -> None:
-    up = sim_cli("up", "rv1126", "--compact", home=lab.home)  # the board a run attaches to, then it dies
+    home = Path(os.environ["NPU_HIL_SIM_HOME"])  # this test's own (own_sim_home)
+    up = sim_cli("up", "rv1126", "--compact", home=home)  # the board the run attaches to; then it dies
     assert up.returncode == 0, up.stderr
     os.kill(json.loads(up.stdout)["status"]["board_pid"], signal.SIGKILL)
     lab.makepyfile(test_needs=NEEDS_BOARD)

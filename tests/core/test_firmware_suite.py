@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.sim_leftovers import down_running_boards
+from support.sim_leftovers import own_sim_home
 
 pytest_plugins = ["pytester"]
 
@@ -21,10 +21,8 @@ HARD_STOP_S = 300
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim")))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
-    yield pytester
-    down_running_boards()  # a run cut short must not leave a simulated board behind
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
 
 
 def run_suite(lab: pytest.Pytester, *extra: str) -> pytest.RunResult:

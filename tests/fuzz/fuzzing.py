@@ -13,10 +13,13 @@ never fails only on one machine); ``deadline=None``: the machine is shared, so o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -198,3 +201,13 @@ TOML_VALUES = st.recursive(
     | st.sampled_from([Raw("1979-05-27T07:32:00Z"), Raw("07:32:00"), Raw("1979-05-27")]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6)
+
+
+@contextlib.contextmanager
+def written(name: str, data: bytes) -> Iterator[Path]:
+    """A file ``name`` holding ``data`` in a fresh temporary folder (hypothesis runs a test many times, so a
+    function-scoped tmp_path would be shared by every example)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        yield path

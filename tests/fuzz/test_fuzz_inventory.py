@@ -3,10 +3,7 @@ Inventory or a ConfigError whose every line names the file and the fault; never 
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from fuzzing import FUZZ, FUZZ_SLOW, TOML_VALUES, mutated_document, mutated_text, to_toml
+from fuzzing import FUZZ, FUZZ_SLOW, TOML_VALUES, mutated_document, mutated_text, to_toml, written
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,9 +98,7 @@ def test_selecting_boards_by_any_name_or_tag(names: list[str], tags: list[str]) 
 @given(st.binary(max_size=200) | st.sampled_from([b"\xff\xfe[boards]", "chip = 'é'".encode("latin-1"),
                                                   to_toml(VALID).encode("utf-16")]))
 def test_a_boards_file_of_any_bytes(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "boards.toml"
-        path.write_bytes(data)
+    with written("boards.toml", data) as path:
         try:
             load_inventory(path)
         except ConfigError as exc:

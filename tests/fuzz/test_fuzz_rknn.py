@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import struct
-import tempfile
 from pathlib import Path
 
-from fuzzing import FUZZ, FUZZ_SLOW, json_values, mutated_bytes
+from fuzzing import FUZZ, FUZZ_SLOW, json_values, mutated_bytes, written
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -137,9 +136,7 @@ def test_trailer_readers_never_raise(data: bytes, offset: int) -> None:
 @FUZZ_SLOW
 @given(MUTANTS)
 def test_read_rknn_file_names_the_file(data: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.rknn"
-        path.write_bytes(data)
+    with written("model.rknn", data) as path:
         try:
             read_rknn_file(path)
         except ConfigError as exc:

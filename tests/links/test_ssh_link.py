@@ -13,10 +13,9 @@ import os
 from pathlib import Path
 
 import pytest
-from support.boards import board_context
 from support.net import listen
 from support.processes import processes_matching, wait_until
-from support.ssh import authorized_keys, make_user_key, start_ssh_daemon
+from support.ssh import keyed_board, start_ssh_daemon
 
 from harness.errors import BoardError, ConfigError, LinkDown, LinkTimeout
 from harness.links.ssh import SshLink
@@ -27,11 +26,7 @@ PASSWORD = "rockchip-link"
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ssh-link-board")
-    ctx = board_context(base)
-    private, public = make_user_key(base, "id_ed25519")
-    authorized_keys(ctx).write_text(f"{public} harness@lab\n")
-    return dict(base=base, root=ctx.root, ctx=ctx, key=private)
+    return keyed_board(tmp_path_factory.mktemp("ssh-link-board"), "harness@lab")
 
 
 def start_daemon(board, *, port: int = 0, host_key: Path | None = None) -> SshDaemon:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.sim_leftovers import down_running_boards
+from support.sim_leftovers import own_sim_home
 
 pytest_plugins = ["pytester"]
 
@@ -35,11 +35,9 @@ sim = { profile = "rv1126", versions = { rknn_server = "1.6.0" } }
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim")))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
     pytester.makefile(".toml", boards=BOARDS)
-    yield pytester
-    down_running_boards()
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
 
 
 def run(lab: pytest.Pytester, board: str, run_id: str, *targets: str) -> Path:

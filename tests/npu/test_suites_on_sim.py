@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.sim_leftovers import down_running_boards
+from support.sim_leftovers import own_sim_home
 
 from harness.npu.goldens import load_golden, save_golden
 
@@ -35,14 +35,11 @@ FAULTS = {
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
         monkeypatch: pytest.MonkeyPatch):
     """A pytester folder with a boards.toml of faulty simulated boards and its own simulator home."""
-    sim_home = tmp_path_factory.mktemp("sim")
-    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(sim_home))
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
     entries = [f'[boards.{name}]\nchip = "{chip}"\nsim = {{ profile = "{chip}", faults = ["{fault}"] }}\n'
                for name, (chip, fault) in FAULTS.items()]
     pytester.makefile(".toml", boards="\n".join(entries))
-    yield pytester
-    down_running_boards()  # a run cut short must not leave a simulated board behind
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
 
 
 def run_suites(lab: pytest.Pytester, board: str, *targets: str, extra: tuple[str, ...] = ()) -> pytest.RunResult:

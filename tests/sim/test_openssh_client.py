@@ -16,8 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.boards import board_context
-from support.ssh import authorized_keys, make_user_key, start_ssh_daemon
+from support.ssh import keyed_board, make_user_key, start_ssh_daemon
 
 from harness.sim.sshd import SshDaemon
 
@@ -56,12 +55,9 @@ class OpenSsh:
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
-    base = tmp_path_factory.mktemp("openssh-board")
-    ctx = board_context(base)
-    private, public = make_user_key(base, "id_ed25519")
-    authorized_keys(ctx).write_text(f"{public} lab@host\n")
-    daemon = start_ssh_daemon(ctx, base / "ssh_host_key", "unused-password")
-    yield dict(ctx=ctx, root=ctx.root, key=private, daemon=daemon, base=base)
+    board = keyed_board(tmp_path_factory.mktemp("openssh-board"))
+    daemon = start_ssh_daemon(board["ctx"], board["base"] / "ssh_host_key", "unused-password")
+    yield dict(board, daemon=daemon)
     daemon.stop()
 
 

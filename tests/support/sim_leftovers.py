@@ -7,7 +7,15 @@ NPU_HIL_SIM_HOME, by the supervisor PID ``api.down`` reads (never by process nam
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
 from harness.sim import api
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def down_running_boards() -> None:
@@ -15,3 +23,17 @@ def down_running_boards() -> None:
     for entry in api.list_boards():
         if entry.get("running"):
             api.down(entry["name"])
+
+
+@contextlib.contextmanager
+def own_sim_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """For a test that runs a whole ``pytest`` on simulated boards: a simulator home of its own, the repo
+    importable by the subprocess (``fixtures`` is a folder of the repo), and every board a run cut short left
+    running stopped afterwards. Yields the simulator home."""
+    home = tmp_path_factory.mktemp("sim")
+    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(home))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    try:
+        yield home
+    finally:
+        down_running_boards()

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from harness.sim.context import BoardContext
 from harness.sim.sshd import SshDaemon
+from support.boards import board_context
 from support.net import listen
 
 
@@ -41,3 +42,12 @@ def start_ssh_daemon(ctx: BoardContext, host_key: Path, password: str, *, port: 
                        authorized_keys=authorized_keys(ctx))
     daemon.start()
     return daemon
+
+
+def keyed_board(base: Path, comment: str = "lab@host") -> dict:
+    """A board filesystem under ``base`` whose root accepts a fresh Ed25519 user key:
+    ``dict(base, root, ctx, key)`` with ``key`` the private key's path."""
+    ctx = board_context(base)
+    private, public = make_user_key(base, "id_ed25519")
+    authorized_keys(ctx).write_text(f"{public} {comment}\n")
+    return dict(base=base, root=ctx.root, ctx=ctx, key=private)
