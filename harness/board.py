@@ -249,9 +249,13 @@ class Board:
         """After recovery failed: every later use fails at once with this reason instead of hanging."""
         self.broken = reason
 
+    def broken_error(self) -> BoardError:
+        """What every use of a board marked broken fails with (one line: the board and why)."""
+        return BoardError(f"board {self.name} is marked broken for the rest of this run: {self.broken}")
+
     def _refuse_if_broken(self) -> None:
         if self.broken:
-            raise BoardError(f"board {self.name} is marked broken for the rest of this run: {self.broken}")
+            raise self.broken_error()
 
     def close(self) -> None:
         for name, link in self.links.items():

@@ -38,9 +38,6 @@ def _board_options(group: pytest.OptionGroup) -> None:
                     help="board to test: a name from boards.toml, a chip (rv1126) when one real board has it, "
                          "or sim-<chip> for a simulated board (repeatable); without it, a run of the suites "
                          "(testpaths) uses [defaults] board of boards.toml")
-    group.addoption("--recovery-budget", type=float, default=300.0, metavar="SECONDS",
-                    help="time a board may spend on the recovery ladder (reconnect, reboot, power cycle) before "
-                         "it is marked broken for the rest of the run (default 300)")
     group.addoption("--boards-file", default=None, metavar="PATH",
                     help="board inventory (default: boards.toml in the rootdir, if present; none is needed for "
                          "sim-<chip> boards)")
@@ -56,6 +53,9 @@ def _board_options(group: pytest.OptionGroup) -> None:
     group.addoption("--board-wait", default=0.0, type=_seconds, metavar="SECONDS",
                     help="how long to wait for a board another run holds (default: 0 = fail at once, naming "
                          "the holder)")
+    group.addoption("--recovery-budget", type=float, default=300.0, metavar="SECONDS",
+                    help="time a board may spend on the recovery ladder (reconnect, reboot, power cycle) before "
+                         "it is marked broken for the rest of the run (default 300)")
 
 
 def _model_options(group: pytest.OptionGroup) -> None:
@@ -105,9 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     golden_policy(config)
     soak_runs(config)
     npu_deadline(config)
-    budget = config.getoption("--recovery-budget")
-    if budget <= 0:
-        raise pytest.UsageError(f"--recovery-budget must be > 0 seconds (got {budget:g})")
+    recovery_budget(config)
     firmware_path(config)
     latency_tolerance(config)
 
@@ -146,6 +144,13 @@ def npu_deadline(config: pytest.Config) -> float | None:
     value = config.getoption("--npu-deadline")
     if value is not None and value <= 0:
         raise pytest.UsageError(f"--npu-deadline must be > 0 seconds (got {value:g})")
+    return value
+
+
+def recovery_budget(config: pytest.Config) -> float:
+    value = config.getoption("--recovery-budget")
+    if value <= 0:
+        raise pytest.UsageError(f"--recovery-budget must be > 0 seconds (got {value:g})")
     return value
 
 

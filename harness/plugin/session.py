@@ -68,7 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                            toolkit=config.getoption("--toolkit"),
                                            lock_dir=config.getoption("--lock-dir"),
                                            board_wait=config.getoption("--board-wait"),
-                                           recovery_budget=config.getoption("--recovery-budget"))
+                                           recovery_budget=options.recovery_budget(config))
     from harness.report.evidence import record_recovery
 
     config.stash[SESSION_KEY].on_recovery = lambda name, recovery: record_recovery(name, recovery.to_dict())
