@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,6 +28,27 @@ class CommandLink(Protocol):
     def shell(self, command: str, timeout: float) -> ShellResult: ...
     def is_alive(self) -> bool: ...
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    """A suspect board's command links probed side by side: the ones that did not answer, and why."""
+
+    problems: dict[str, str]
+    links: tuple[str, ...]
+
+    @property
+    def every_link_down(self) -> bool:
+        return bool(self.links) and set(self.links) <= set(self.problems)
+
+    def diagnosis(self) -> str | None:
+        """One sentence for a failure report, or None when every link answers."""
+        if not self.problems:
+            return None
+        if self.every_link_down:
+            return f"the board stopped answering on every link ({', '.join(self.problems)})"
+        answering = [name for name in self.links if name not in self.problems]
+        return f"links lost ({', '.join(self.problems)}) while {', '.join(answering)} still answer"
 
 
 class Board:
@@ -49,6 +71,9 @@ class Board:
         #: Why a link failed during the last use (LinkDown, LinkTimeout): the next test checks the board's health
         #: and climbs the recovery ladder if it does not answer (:meth:`harness.session.RunSession.ensure_usable`).
         self.suspect: str | None = None
+        #: The last check of a suspect board's links (:meth:`check_links`), kept until the ladder uses it: a board
+        #: silent on every link is not asked again for evidence (each ask would wait out its own deadline).
+        self.link_check: LinkCheck | None = None
         self.owns_simulator = False
         #: ``relink(name) -> link``: reopens a link that went down on the board's current address (a labgrid
         #: place's console moves to a new port when its exporter restarts); None: links are fixed.
@@ -224,11 +249,26 @@ class Board:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             return dict(zip(names, pool.map(probe, names)))
 
+    def check_links(self, timeout: float) -> LinkCheck:
+        """Probe every command link side by side (:meth:`health`) and keep the result as ``link_check``."""
+        problems = {name: problem for name, problem in self.health(timeout=timeout).items() if problem}
+        self.link_check = LinkCheck(problems, tuple(self.command_links()))
+        return self.link_check
+
+    @property
+    def silent(self) -> str | None:
+        """Why the board is known not to answer (marked broken, or silent on every link at the last check)."""
+        if self.broken:
+            return f"board marked broken: {self.broken}"
+        if self.link_check is not None and self.link_check.every_link_down:
+            return self.link_check.diagnosis()
+        return None
+
     # -- evidence ------------------------------------------------------------------------------------------
     def kernel_log(self, lines: int = 200, timeout: float = 20.0) -> str:
         """The tail of the board's kernel log; never raises (evidence collection must not hide a failure)."""
-        if self.broken:
-            return f"(not read: board marked broken: {self.broken})"
+        if self.silent:
+            return f"(not read: {self.silent})"
         try:
             return self.shell(f"dmesg | tail -n {int(lines)}", timeout=timeout).output
         except HarnessError as exc:

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,11 @@ def power_for(spec: BoardSpec) -> Any:
 
 
 def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_server: Any = None,
-               owner_pid: int | None = None, health_timeout: float | None = None) -> Board:
-    """Open every configured link of ``spec`` and check each answers; BoardError lists every failing link."""
+               owner_pid: int | None = None, health_timeout: float | None = None, booting: bool = False) -> Board:
+    """Open every configured link of ``spec`` and check each answers; BoardError lists every failing link.
+
+    ``booting``: the board was just powered on, so a link that refuses is tried again until ``health_timeout``
+    (its service is not up yet) instead of failing at once."""
     from harness.links.power import make_power
 
     chip = lookup_chip(spec.chip)
@@ -88,17 +92,9 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
                     "ssh": spec.ssh and spec.ssh.model_dump()}
         power = make_power(dict(spec.power), spec.name)
         started = False
-    links: dict[str, Any] = {}
-    problems: list[str] = []
     timeout = health_timeout or min(defaults.boot_timeout, 60.0)
-    for name, (open_link, key) in _OPENERS.items():
-        if not settings.get(key):
-            continue
-        try:
-            links[name] = open_link(settings[key], board_dir=board_dir, chip=chip, adb_server=adb_server,
-                                    timeout=timeout, logger=logger)
-        except HarnessError as exc:
-            problems.append(str(exc))  # each link error already starts with the link name
+    links, problems = _open_links(settings, timeout, booting=booting, board_dir=board_dir, chip=chip,
+                                  adb_server=adb_server, logger=logger)
     board = Board(name=spec.name, chip=chip, links=links, power=power,
                   link_order=list(spec.link_order or defaults.link_order), run_dir=board_dir,
                   toolkit=inventory.toolkit_for(spec, chip.npu), command_timeout=defaults.command_timeout,
@@ -114,6 +110,32 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
             api.down(spec.name)
         raise BoardError(f"board {spec.name} failed its health check: " + "; ".join(problems))
     return board
+
+
+def _open_links(settings: dict[str, Any], timeout: float, *, booting: bool,
+                **open_args: Any) -> tuple[dict[str, Any], list[str]]:
+    """Open the configured links side by side, so a board silent on every link costs one ``timeout``, not one
+    per link; the open links and each failing link's error (in link order). A ``booting`` board's links are
+    tried again until the deadline."""
+    names = [name for name, (_, key) in _OPENERS.items() if settings.get(key)]
+    deadline = time.monotonic() + timeout
+
+    def open_one(name: str) -> Any:
+        open_link, key = _OPENERS[name]
+        wait = timeout
+        while True:
+            try:
+                return open_link(settings[key], timeout=wait, **open_args)
+            except HarnessError as exc:
+                if not booting or time.monotonic() + 1.0 >= deadline:
+                    return exc  # each link error already starts with the link name
+            time.sleep(0.5)
+            wait = max(1.0, deadline - time.monotonic())
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        opened = dict(zip(names, pool.map(open_one, names)))
+    problems = [str(result) for result in opened.values() if isinstance(result, HarnessError)]
+    return {name: link for name, link in opened.items() if not isinstance(link, HarnessError)}, problems
 
 
 def _place_relinker(spec: BoardSpec, inventory: Inventory, board_dir: Path,

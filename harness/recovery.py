@@ -26,6 +26,10 @@ DEFAULT_BUDGET_S = 300.0
 RECONNECT_TIMEOUT_S = 15.0
 #: How long each link gets to answer ``true`` when a suspect board's health is checked (links side by side).
 HEALTH_TIMEOUT_S = 10.0
+#: How long a board with power control gets to answer when a run first opens it: a board that is up answers in
+#: a few seconds (console login, adb, ssh side by side); one that does not is power-cycled, then given its boot
+#: timeout, instead of the run waiting a full boot timeout on a board that is dead.
+FIRST_OPEN_TIMEOUT_S = 20.0
 RUNGS = {"reconnect": "reconnected", "reboot": "rebooted", "power cycle": "power-cycled"}
 
 
@@ -102,28 +106,36 @@ def recover(board: Board, reason: str, *, timeout: float | None = None, budget: 
 
 def recover_lost_links(board: Board, *, budget: float | None = None) -> Recovery | None:
     """Before the next test, for a board whose links failed (``board.suspect``): None when every link answers
-    again; else the ladder. When a link still answers, dmesg is kept and the climb starts with a reconnect (links
-    that dropped while the board ran on). When none answers, the console included, the board itself is gone or
-    hung: no link can carry a reboot, so a board with power control is power-cycled at once."""
+    again; else the ladder. The links are probed side by side, unless a check after the failure already did
+    (:func:`diagnose_failure`). When a link still answers, dmesg is kept and the climb starts with a reconnect
+    (links that dropped while the board ran on). When none answers, the console included, the board itself is
+    gone or hung: no link can carry a reboot, so a board with power control is power-cycled at once."""
     from harness.links.power import NoPower
 
     why, board.suspect = (board.suspect or "no answer").splitlines()[0], None
-    problems = {name: p for name, p in board.health(timeout=HEALTH_TIMEOUT_S).items() if p}
-    if not problems:
+    check, board.link_check = board.link_check or board.check_links(HEALTH_TIMEOUT_S), None
+    if not check.problems:
         log.info("%s: links answer again after: %s", board.name, why)
         return None
-    some_answer = len(problems) < len(board.command_links())
-    reason = (f"links lost: {why}" if some_answer else
-              f"the board stopped answering on every link ({', '.join(problems)}) after: {why}")
+    reason = f"{check.diagnosis()} after: {why}" if check.every_link_down else f"links lost: {why}"
     board.log.warning("%s: %s (%s); climbing the recovery ladder", board.name, reason,
-                      "; ".join(f"{k}: {v}" for k, v in problems.items()))
-    if some_answer:
+                      "; ".join(f"{k}: {v}" for k, v in check.problems.items()))
+    if not check.every_link_down:
         saved = board.save_evidence("dmesg-before-recovery", board.kernel_log(lines=300, timeout=10))
         board.log.warning("%s: dmesg before recovery kept in %s", board.name, saved)
-    recovery = recover(board, reason, budget=budget, reconnect=some_answer,
-                       reboot=some_answer or isinstance(board.power, NoPower))
+    recovery = recover(board, reason, budget=budget, reconnect=not check.every_link_down,
+                       reboot=not check.every_link_down or isinstance(board.power, NoPower))
     board.log.warning("%s: recovery: %s", board.name, recovery.describe())
     return recovery
+
+
+def diagnose_failure(board: Board) -> str | None:
+    """Right after a test failed: if a link of its board failed during it (``board.suspect``), why the board does
+    not answer (every link silent, or some links lost), for the test's own report; None when it answers. The
+    check is kept for the ladder before the next test, so a dead board is probed once, not twice."""
+    if board.suspect is None or board.broken:
+        return None
+    return board.check_links(HEALTH_TIMEOUT_S).diagnosis()
 
 
 def recover_board(board: Board, reason: str, *, timeout: float | None = None) -> str:

@@ -22,7 +22,7 @@ from harness.connect import open_board, power_for
 from harness.errors import BoardError, HarnessError
 from harness.lab.locks import BoardLock, lock_for
 from harness.links.ports import free_port
-from harness.recovery import DEFAULT_BUDGET_S, Recovery, Step, recover_lost_links
+from harness.recovery import DEFAULT_BUDGET_S, FIRST_OPEN_TIMEOUT_S, Recovery, Step, recover_lost_links
 
 log = logging.getLogger("npu-hil.session")
 
@@ -82,7 +82,8 @@ class RunSession:
                 adb_server = self.adb_server() if needs_adb and not (spec.adb and spec.adb.server) else None
                 started = time.monotonic()
                 try:
-                    board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server)
+                    board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server,
+                                       health_timeout=self._first_open_timeout(spec))
                 except BoardError as exc:  # unreachable at the start of the run: power-cycle it before giving up
                     board = self._open_after_power_cycle(spec, exc, time.monotonic() - started, adb_server)
             except HarnessError as exc:
@@ -96,6 +97,16 @@ class RunSession:
                 self._started_sims.append(name)
             self.boards[name] = board
         return self.boards[name]
+
+    @staticmethod
+    def _first_open_timeout(spec: BoardSpec) -> float | None:
+        """How long the run's first open waits for the board: a board with power control gets
+        :data:`~harness.recovery.FIRST_OPEN_TIMEOUT_S` (a board up and running answers well within it; one that
+        does not is power-cycled and then given its boot timeout); one without, the default boot wait, since
+        nothing else could bring it back."""
+        from harness.links.power import NoPower
+
+        return None if isinstance(power_for(spec), NoPower) else FIRST_OPEN_TIMEOUT_S
 
     def _open_after_power_cycle(self, spec: BoardSpec, failure: BoardError, open_seconds: float,
                                 adb_server: Any) -> Board:
@@ -112,7 +123,7 @@ class RunSession:
         try:
             power.cycle()
             board = open_board(spec, self.inventory, run_dir=self.run_dir, adb_server=adb_server,
-                               health_timeout=max(5.0, min(self.recovery_budget, 120.0)))
+                               health_timeout=max(5.0, min(self.recovery_budget, 120.0)), booting=True)
         except HarnessError as exc:
             steps.append(Step("power cycle", False, round(time.monotonic() - started, 3), str(exc).splitlines()[0]))
             self._recovered(spec.name, Recovery("broken", tuple(steps), reason))

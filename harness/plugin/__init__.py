@@ -7,9 +7,10 @@
 
 One module per job: :mod:`~harness.plugin.options` (every option, once), :mod:`~harness.plugin.markers` (chip,
 npu, needs, destructive and their skips), :mod:`~harness.plugin.session` (board selection, locks, xdist),
-:mod:`~harness.plugin.evidence` (console excerpts, diagnosis), :mod:`~harness.plugin.reporting` (allure, JUnit,
-results.json) and :mod:`harness.plugin.fixtures` (board, links, versions, models, firmware). The work itself
-is the library's; these modules only translate between pytest and it.
+:mod:`~harness.plugin.evidence` (console excerpts, diagnosis), :mod:`~harness.plugin.after_failure` (what
+happens right after a failure), :mod:`~harness.plugin.reporting` (allure, JUnit, results.json) and
+:mod:`harness.plugin.fixtures` (board, links, versions, models, firmware). The work itself is the library's;
+these modules only translate between pytest and it.
 """
 
 pytest_plugins = [
@@ -17,6 +18,7 @@ pytest_plugins = [
     "harness.plugin.markers",
     "harness.plugin.session",
     "harness.plugin.evidence",
+    "harness.plugin.after_failure",
     "harness.plugin.fixtures.firmware",  # before boards, which imports it
     "harness.plugin.fixtures.boards",
     "harness.plugin.fixtures.versions",

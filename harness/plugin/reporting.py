@@ -200,8 +200,8 @@ class ReportHooks:
         from harness.npu.board_versions import probe_board
 
         for name, board in run.boards.items():
-            if name in evidence.RECORDER.board_versions or board.broken:
-                continue
+            if name in evidence.RECORDER.board_versions or board.silent:
+                continue  # a board known not to answer would only make each probe wait out its deadline
             try:
                 evidence.record_versions(board, probe_board(board, timeout=PROBE_TIMEOUT_S))
             except HarnessError as exc:
@@ -258,7 +258,10 @@ class ReportHooks:
         if report.failed and state["failed"] is None:
             exc = call.excinfo.value if call.excinfo is not None else None
             cls = failure_class(exc, report.when) if exc is not None else "infrastructure"
-            state["failed"] = {"phase": report.when, "class": cls, "message": _message(call, report)}
+            from harness.plugin.after_failure import link_diagnosis
+
+            message = "; ".join([_message(call, report), *link_diagnosis(item)])[:4000]
+            state["failed"] = {"phase": report.when, "class": cls, "message": message}
             self._fix_allure_status(cls)
             self._attach_failure_evidence(item, exc)
         elif report.skipped and state["skipped"] is None:

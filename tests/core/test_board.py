@@ -87,6 +87,20 @@ def test_an_explicit_link_is_never_swapped_for_another(opened: Opened, board: Bo
     assert board.shell("echo explicit", link="adb").stdout.strip() == "explicit"
 
 
+def test_a_link_check_names_the_lost_link_and_the_ones_that_still_answer(opened: Opened, board: Board) -> None:
+    opened.server.stop()
+    try:
+        check = board.check_links(timeout=10)
+        assert set(check.problems) == {"adb"} and not check.every_link_down
+        assert check.diagnosis() == "links lost (adb) while ssh, console still answer"
+        assert board.silent is None and "(not read" not in board.kernel_log(lines=5)  # dmesg over ssh still
+    finally:
+        board.link_check = None
+        opened.server.start()
+        board.adb.connect(timeout=30)
+    assert board.check_links(timeout=10).diagnosis() is None
+
+
 def test_timeout_is_raised_not_retried_on_another_link(board: Board) -> None:
     board.shell("rm -f /userdata/ran-times", check=True)
     before = len(board.history)

@@ -85,18 +85,32 @@ def run(lab: pytest.Pytester, run_id: str, *args: str) -> pytest.RunResult:
                                     str(lab.path / "reports"), "--run-id", run_id, *args, timeout=HARD_STOP_S)
 
 
+def results(lab: pytest.Pytester, run_id: str) -> dict:
+    return json.loads((lab.path / "reports" / run_id / "results.json").read_text())
+
+
 def recoveries(lab: pytest.Pytester, run_id: str) -> list[dict]:
-    results = json.loads((lab.path / "reports" / run_id / "results.json").read_text())
-    return results["boards"]["sim-rv1126"].get("recoveries") or []
+    return results(lab, run_id)["boards"]["sim-rv1126"].get("recoveries") or []
+
+
+def recorded_tests(lab: pytest.Pytester, run_id: str) -> list[dict]:
+    return results(lab, run_id)["tests"]
 
 
 def test_a_board_stopped_mid_command_fails_that_test_in_time_and_is_power_cycled_for_the_next(
         lab: pytest.Pytester) -> None:
     """SIGSTOP: a hang, not a death. The command fails at its deadline; no link answers, so no reboot can be
     carried and the ladder power-cycles at once."""
-    lab.makepyfile(test_lost=KILL_MID_RUN.replace("signal.SIGKILL", "signal.SIGSTOP"))
+    lab.makepyfile(test_lost=KILL_MID_RUN.replace("signal.SIGKILL", "signal.SIGSTOP").replace(
+        'with pytest.raises(HarnessError):\n        board.shell("echo hi", timeout=5)',
+        'board.shell("echo hi", timeout=5)  # fails: the report must say why'))
     result = run(lab, "stopped")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=1, failed=1)
+    # the failing test's own report says why, not only that a command missed its deadline
+    result.stdout.fnmatch_lines(["*links (npu-hil)*",
+                                 "sim-rv1126: the board stopped answering on every link (adb, ssh, console)"])
+    [failed] = [t for t in recorded_tests(lab, "stopped") if t["outcome"] != "passed"]
+    assert failed["message"].endswith("sim-rv1126: the board stopped answering on every link (adb, ssh, console)")
     [climb] = recoveries(lab, "stopped")
     assert climb["reason"].startswith("the board stopped answering on every link (adb, ssh, console)"), climb
     assert [(s["rung"], s["ok"]) for s in climb["steps"]] == [("power cycle", True)]
@@ -128,12 +142,13 @@ def test_a_board_killed_mid_run_is_back_for_the_next_test_and_the_gate_shows_it(
     assert board["recoveries"] and board["recoveries"][0].startswith("recovered (power-cycled) after the board")
 
 
+@pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "stopped"])
 def test_a_board_down_when_the_run_starts_is_power_cycled_before_it_is_declared_unusable(
-        lab: pytest.Pytester) -> None:
+        lab: pytest.Pytester, fault: signal.Signals) -> None:
     home = Path(os.environ["NPU_HIL_SIM_HOME"])  # this test's own (own_sim_home)
-    up = sim_cli("up", "rv1126", "--compact", home=home)  # the board the run attaches to; then it dies
+    up = sim_cli("up", "rv1126", "--compact", home=home)  # the board the run attaches to; then it dies or hangs
     assert up.returncode == 0, up.stderr
-    os.kill(json.loads(up.stdout)["status"]["board_pid"], signal.SIGKILL)
+    os.kill(json.loads(up.stdout)["status"]["board_pid"], fault)
     lab.makepyfile(test_needs=NEEDS_BOARD)
     result = run(lab, "down-at-start")
     result.assert_outcomes(passed=1)
