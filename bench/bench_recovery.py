@@ -8,6 +8,9 @@ Each round is a real ``pytest --board sim-rv1126`` run in a fresh simulator home
 * ``down at start``: the board is started with ``npu-hil sim up``, its processes are killed, then a run starts
   on it: the board is power-cycled before it is declared unusable. Measured: the run's wall-clock time.
 
+Both cases run twice: with the board's processes killed (SIGKILL, a board that died) and stopped (SIGSTOP, a
+board that hangs: its sockets stay open and nothing answers).
+
 Prints figures; asserts nothing.
 
     .venv/bin/python bench/bench_recovery.py --rounds 3
@@ -42,7 +45,7 @@ from harness.sim import api
 
 def test_a_dies(board):
     status = json.loads((Path(api.endpoints(board.name)["state_dir"]) / "status.json").read_text())
-    os.kill(status["board_pid"], signal.SIGKILL)
+    os.kill(status["board_pid"], signal.FAULT)
     Path("t_fault").write_text(repr(time.time()))
     with pytest.raises(HarnessError):
         board.shell("echo hi", timeout=5)
@@ -77,41 +80,41 @@ def run_case(work: Path, name: str, test_text: str, before: Callable[[Path], Non
     return folder, seconds
 
 
-def killed_mid_command(work: Path) -> tuple[float, float]:
-    folder, _ = run_case(work, "killed", KILLED)
+def mid_command(work: Path, fault: signal.Signals) -> tuple[float, float]:
+    folder, _ = run_case(work, f"mid-{fault.name}", KILLED.replace("signal.FAULT", f"signal.{fault.name}"))
     fault, back = float((folder / "t_fault").read_text()), float((folder / "t_back").read_text())
     results = json.loads((folder / "reports" / "bench" / "results.json").read_text())
     [climb] = results["boards"]["sim-rv1126"]["recoveries"]
     return back - fault, climb["seconds"]
 
 
-def _up_and_kill(home: Path) -> None:
-    """A board the run will attach to, dead: started with ``npu-hil sim up``, its processes SIGKILLed."""
-    up = subprocess.run([sys.executable, "-m", "harness", "sim", "up", "rv1126", "--compact"], cwd=REPO,
-                        env=dict(os.environ, NPU_HIL_SIM_HOME=str(home)), capture_output=True, text=True,
-                        timeout=120, check=True)
-    os.kill(json.loads(up.stdout)["status"]["board_pid"], signal.SIGKILL)
+def down_at_start(work: Path, fault: signal.Signals) -> float:
+    def up_and_fault(home: Path) -> None:
+        """A board the run will attach to, dead or hung: started with ``npu-hil sim up``, then signalled."""
+        up = subprocess.run([sys.executable, "-m", "harness", "sim", "up", "rv1126", "--compact"], cwd=REPO,
+                            env=dict(os.environ, NPU_HIL_SIM_HOME=str(home)), capture_output=True, text=True,
+                            timeout=120, check=True)
+        os.kill(json.loads(up.stdout)["status"]["board_pid"], fault)
 
-
-def down_at_start(work: Path) -> float:
-    return run_case(work, "down", NEEDS, before=_up_and_kill)[1]
+    return run_case(work, f"down-{fault.name}", NEEDS, before=up_and_fault)[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    killed, ladder, start = [], [], []
+    figures: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
-            fault_to_pass, climb = killed_mid_command(Path(tmp))
-            killed.append(fault_to_pass)
-            ladder.append(climb)
-            start.append(down_at_start(Path(tmp)))
-    for label, values in (("killed mid-command: fault -> next test passed", killed),
-                          ("killed mid-command: the ladder itself", ladder),
-                          ("down at start: whole run (power cycle + boot + test)", start)):
-        print(f"{label:55} median {statistics.median(values):6.1f} s  "
+        for fault in (signal.SIGKILL, signal.SIGSTOP):
+            word = {signal.SIGKILL: "killed", signal.SIGSTOP: "stopped"}[fault]
+            with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+                fault_to_pass, climb = mid_command(Path(tmp), fault)
+                start = down_at_start(Path(tmp), fault)
+            figures.setdefault(f"{word} mid-command: fault -> next test passed", []).append(fault_to_pass)
+            figures.setdefault(f"{word} mid-command: the ladder itself", []).append(climb)
+            figures.setdefault(f"{word} at start: whole run (power cycle + boot + test)", []).append(start)
+    for label, values in figures.items():
+        print(f"{label:58} median {statistics.median(values):6.1f} s  "
               f"(min {min(values):.1f}, max {max(values):.1f}, {len(values)} rounds)")
 
 

@@ -90,6 +90,11 @@ class AdbLink:
         deadline = time.monotonic() + timeout
         if self.address:
             answer = self._connect_once(timeout)
+            if answer.startswith("already connected") and self.state() != "device":
+                # a transport the server kept from before the board was reset (power cycle, crash): it would sit
+                # offline until the server's own retry, ~10 s; a fresh one answers as soon as adbd does
+                self.server.client(socket_timeout=max(0.1, deadline - time.monotonic())).disconnect(self.address)
+                answer = self._connect_once(max(0.1, deadline - time.monotonic()))
             if answer.startswith(("failed", "unable", "cannot")):
                 raise LinkDown(f"adb connect {self.address}: {answer}",
                                fix="is the board up, on the network, with adbd listening on that port?")
