@@ -62,7 +62,7 @@ KILL_MID_TRANSFER = KILL_MID_RUN.replace('''    kill_board(board.name)
     killer.start()
     try:
         with pytest.raises(HarnessError):
-            board.push(big, "/userdata/big.bin", timeout=60)
+            board.push(big, "/userdata/big.bin", timeout=15)
     finally:
         killer.join()''')
 
@@ -116,8 +116,11 @@ def test_a_board_stopped_mid_command_fails_that_test_in_time_and_is_power_cycled
     assert [(s["rung"], s["ok"]) for s in climb["steps"]] == [("power cycle", True)]
 
 
-def test_a_board_killed_mid_transfer_is_back_for_the_next_test(lab: pytest.Pytester) -> None:
-    lab.makepyfile(test_lost=KILL_MID_TRANSFER)
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"], ids=["killed", "stopped"])
+def test_a_board_lost_mid_transfer_is_back_for_the_next_test(lab: pytest.Pytester, fault: str) -> None:
+    """Killed, the push fails at once (LinkDown); stopped, at its deadline (LinkTimeout). Either way the next
+    test gets the board back."""
+    lab.makepyfile(test_lost=KILL_MID_TRANSFER.replace("signal.SIGKILL", f"signal.{fault}"))
     result = run(lab, "transfer")
     result.assert_outcomes(passed=2)
     [climb] = recoveries(lab, "transfer")
