@@ -50,6 +50,7 @@ class BoardOS:
         self.ctx.extra["versions"] = self.profile.versions
         self.services: list = []
         self._server_stopped_applied = "server-stopped" in self.faults
+        self._driver_set: tuple[bool, bool] | None = None
 
     def _status(self, name: str, **extra: object) -> None:
         state.write_json(self.dir / "status.json", {"state": name, "boot": int(os.environ.get("NPU_HIL_SIM_BOOT", "1")),
@@ -63,6 +64,7 @@ class BoardOS:
         root = self.ctx.root
         rootfs.clean_volatile(root)
         rootfs.write_versions(root, self.profile)
+        self._write_driver_set()
         (root / "etc" / "version").write_text(f"RK_VERSION={self.profile.rk_version}\n")
         self.console = Console(self.ctx, int(os.environ["NPU_HIL_SIM_CONSOLE_FD"]))
         self.kernel = Kernel(self.ctx, console_write=self.console.write)
@@ -84,7 +86,7 @@ class BoardOS:
             reason = "panic" if "panic-at-boot" in self.faults else "boot-hang"
             self._status("halted", reason=reason)
             return "halted"
-        if "server-stopped" not in self.faults:
+        if "server-stopped" not in self.faults and "mini-driver" not in self.faults:
             self.kernel.start_server()
         self._start_endpoints()
         self.console.serve_login()
@@ -116,9 +118,21 @@ class BoardOS:
             service.start()
             self.services.append(service)
 
+    def _write_driver_set(self) -> bool:
+        """The driver flavour and USB gadget list for the active faults; True when they changed."""
+        wanted = ("mini-driver" in self.faults, "ntb-disabled" not in self.faults)
+        if wanted == self._driver_set:
+            return False
+        rootfs.write_versions(self.ctx.root, self.profile)  # the full set's rknn_server, should it come back
+        rootfs.write_driver_set(self.ctx.root, self.profile, mini=wanted[0], ntb=wanted[1])
+        self._driver_set = wanted
+        return True
+
     def apply_live_faults(self) -> None:
         """Faults set while the board runs: version files rewritten, rknn_server stopped or started."""
         active = self.faults.active()
+        if self._write_driver_set() and "mini-driver" in active:
+            self.kernel.stop_server()  # the Mini Driver has no server
         profile = effective_profile(self.base_profile, self.overrides, active)
         if profile.versions != self.profile.versions:
             driver_changed = profile.versions.driver != self.profile.versions.driver
@@ -126,6 +140,8 @@ class BoardOS:
             self.ctx.profile = profile
             self.ctx.extra["versions"] = profile.versions
             rootfs.write_versions(self.ctx.root, profile)
+            self._driver_set = None
+            self._write_driver_set()
             if driver_changed:
                 self.kernel.reload_driver(profile.versions.driver)
         stopped = "server-stopped" in active

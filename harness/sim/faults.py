@@ -25,6 +25,10 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("server-mismatch", "rknn_server from another release than the runtime and driver (manual 4.1.3)", "auto"),
     FaultKind("driver-mismatch", "NPU kernel driver from another release (manual 4.1.3)", "auto"),
     FaultKind("runtime-mismatch", "runtime library from another release (manual 4.1.3)", "auto"),
+    FaultKind("mini-driver", "RV1109/RV1126 with the Mini Driver: no rknn_server, no connected debugging "
+              "(manual 4.1.3 (9))"),
+    FaultKind("ntb-disabled", "RV1109/RV1126 without usb_ntb_en in /etc/init.d/usb_config: not listed in NTB mode "
+              "(manual 4.1.5)"),
     FaultKind("server-stopped", "rknn_server is not running (-3 RKNN_ERR_DEVICE_UNAVAILABLE)"),
     FaultKind("npu-hang", "every inference hangs past 20 s, outputs all zeros, hang line in dmesg (4.2.13)"),
     FaultKind("fd-leak", "the runtime leaks file descriptors per run until 'Too many open files' (4.2.1)", "4"),

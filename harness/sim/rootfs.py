@@ -92,6 +92,34 @@ def write_versions(root: Path, profile: Profile) -> None:
         _write(root, "lib/modules/galcore.ko", b"\x7fELF\x01\x01\x01" + _binary_with_strings("", tag), 0o644)
 
 
+#: RV1109/RV1126: the chips whose NPU driver comes as a full set or as the Mini Driver, and whose USB gadget list
+#: (/etc/init.d/usb_config) decides whether NTB is on (manual 4.1.3 (9), 4.1.5)
+PUMA_CHIPS = {"rv1109", "rv1126"}
+#: What rockchip-linux/rknpu's full RKNPU1 driver set has beside the runtime and the Mini Driver leaves out
+FULL_DRIVER_ONLY_LIBS = ("usr/lib/libneuralnetworks.so",)
+USB_CONFIG = "etc/init.d/usb_config"
+
+
+def write_driver_set(root: Path, profile: Profile, *, mini: bool = False, ntb: bool = True) -> None:
+    """The NPU driver's flavour and the USB gadget list, after :func:`write_versions`.
+
+    RKNPU1 boards get the full driver set's extra libraries; ``mini`` (RV1109/RV1126, the ``mini-driver`` fault)
+    installs the Mini Driver instead: the runtime without rknn_server and those libraries. RV1109/RV1126 boards
+    get ``/etc/init.d/usb_config`` listing adb, and NTB unless ``ntb`` is off (the ``ntb-disabled`` fault)."""
+    if profile.npu != "rknpu1":
+        return
+    mini = mini and profile.chip in PUMA_CHIPS
+    for lib in FULL_DRIVER_ONLY_LIBS:
+        if mini:
+            (root / lib).unlink(missing_ok=True)
+        else:
+            _write(root, lib, b"\x7fELF\x01\x01\x01" + _binary_with_strings("", "Vivante NN API"), 0o755)
+    if mini:
+        (root / profile.paths.server_bin.lstrip("/")).unlink(missing_ok=True)
+    if profile.chip in PUMA_CHIPS:
+        _write(root, USB_CONFIG, ("usb_adb_en\n" + ("usb_ntb_en\n" if ntb else "")).encode(), 0o644)
+
+
 def _write(root: Path, board_path: str, data: bytes, mode: int) -> None:
     path = root / board_path.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +141,7 @@ def build(root: Path, profile: Profile) -> Path:
     (root / "etc" / "hostname").write_text(profile.hostname + "\n")
     (root / "etc" / "version").write_text(f"RK_VERSION={profile.rk_version}\n")
     write_versions(root, profile)
+    write_driver_set(root, profile)
     return root
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from harness.config.loader import parse_inventory
 from harness.connect import open_board
-from harness.doctor import run_doctor
+from harness.doctor import doctor_ok, run_doctor
 from harness.links.adb_server import AdbServer
 from harness.links.ports import free_port
 from harness.npu.board_versions import check_board, probe_board
@@ -94,9 +95,60 @@ def test_stopped_server_is_seen_and_restart_script_brings_it_back(board) -> None
     assert probe_board(board).server_running
 
 
-def test_doctor_passes_on_a_clean_board(board) -> None:
+def test_doctor_passes_on_a_clean_board_in_the_manuals_order(board) -> None:
     checks = run_doctor(board)
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
+    assert [c.section for c in checks] == ["4.1.1", "4.1.3 (1)", "4.1.3", "4.1.3 (5)", "4.1.3 (9)", "4.1.5",
+                                           "4.2.13", ""]
+
+
+def test_doctor_finds_a_stray_transfer_proxy_by_its_full_name(board, tmp_path) -> None:
+    """/proc/PID/comm says "npu_transfer_pr" (15 characters): the check must read the command line."""
+    proxy = tmp_path / "npu_transfer_proxy"
+    proxy.write_text("#!/bin/sh\nwhile :; do sleep 1; done\n")  # a stand-in: a script of that name that stays
+    proxy.chmod(0o755)
+    process = subprocess.Popen([str(proxy)], start_new_session=True)
+    try:
+        assert _wait_for(lambda: Path(f"/proc/{process.pid}/comm").read_text().strip() == "npu_transfer_pr")
+        [check] = [c for c in run_doctor(board) if c.section == "4.1.3 (5)"]
+        assert not check.passed and str(process.pid) in check.detail, check
+        assert "ADB devices" in check.fix and f"kill {process.pid}" in check.fix
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # its process group: the script and its sleep, by PID
+        process.wait(timeout=10)
+    [check] = [c for c in run_doctor(board) if c.section == "4.1.3 (5)"]
+    assert check.passed, check
+
+
+def test_doctor_sees_the_mini_driver_on_rv1126(board) -> None:
+    api.fault(board.name, "mini-driver")
+    try:
+        _wait_for(lambda: board.chip.name != "rv1126" or not board.shell("test -e /usr/bin/rknn_server").ok)
+        [check] = [c for c in run_doctor(board) if c.section == "4.1.3 (9)"]
+        if board.chip.name != "rv1126":
+            assert check.passed and "not applicable" in check.detail
+            return
+        assert "Mini Driver installed" in check.detail and "connected debugging" in check.fix, check
+    finally:
+        api.fault(board.name, "mini-driver", clear=True)
+        _wait_for(lambda: board.shell("test -e /usr/bin/rknn_server").ok)
+        board.shell("restart_rknn.sh", timeout=30)
+    assert _wait_for(lambda: doctor_ok(run_doctor(board)))
+
+
+def test_ntb_disabled_is_advice_with_the_manuals_fix(board) -> None:
+    api.fault(board.name, "ntb-disabled")
+    try:
+        _wait_for(lambda: board.chip.name != "rv1126" or "usb_ntb_en" not in board.shell(
+            "cat /etc/init.d/usb_config").stdout)
+        checks = run_doctor(board)
+        [ntb] = [c for c in checks if c.section == "4.1.5"]
+        assert ntb.section == "4.1.5" and ntb.level == "advice"
+        if board.chip.name == "rv1126":
+            assert not ntb.passed and "usb_ntb_en" in ntb.fix and "/etc/init.d/usb_config" in ntb.fix
+        assert doctor_ok(checks)  # advice: the doctor still passes
+    finally:
+        api.fault(board.name, "ntb-disabled", clear=True)
 
 
 def test_doctor_cli_json_fails_on_a_mismatched_board(sim_home, tmp_path) -> None:
