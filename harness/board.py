@@ -75,6 +75,9 @@ class Board:
         #: silent on every link is not asked again for evidence (each ask would wait out its own deadline).
         self.link_check: LinkCheck | None = None
         self.owns_simulator = False
+        #: The last model run's step (:class:`harness.npu.verbose_log.Step`, set by run_package): what a rerun with
+        #: the runtime's verbose log repeats after a failed NPU test
+        self.last_npu_step: Any = None
         #: ``relink(name) -> link``: reopens a link that went down on the board's current address (a labgrid
         #: place's console moves to a new port when its exporter restarts); None: links are fixed.
         self.relink: Callable[[str], Any] | None = None

@@ -43,6 +43,7 @@ from harness.npu.deploy import (
 from harness.npu.latency import BenchmarkRun, LatencyStats, parse_rknn_benchmark, parse_runner_output
 from harness.npu.model_package import ModelPackage
 from harness.npu.runner import npu_hil_runner
+from harness.npu.verbose_log import Step
 from harness.recovery import recover_board
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | No
     runner_file = ensure_runner(board, folder) if runner == "npu_hil_runner" else None
     board.shell(f"mkdir -p {shlex.quote(run_dir)}", timeout=30, check=True)
     command = build_command(runner, remote, run_dir, loops=loops, warmup=warmup, runner_file=runner_file)
+    board.last_npu_step = Step(command, workdir=run_dir)  # what a verbose-log rerun repeats if the test fails
     try:
         result = board.shell(command, timeout=deadline_s)
     except LinkTimeout:

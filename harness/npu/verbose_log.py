@@ -23,6 +23,15 @@ LEVEL = 5
 
 
 @dataclass(frozen=True)
+class Step:
+    """A board command to run again at a higher log level, and the folder it runs in (made before the rerun
+    and removed after it, since a run that passed its own checks has removed its folder already)."""
+
+    command: str
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
 class VerboseLog:
     command: str
     exit_code: int | None
@@ -34,17 +43,23 @@ def _level_env(level: int) -> str:
     return f"RKNN_LOG_LEVEL={level} RKNN_SERVER_LOGLEVEL={level}"
 
 
-def collect_verbose_log(board: "Board", command: str, *, timeout: float = 120.0, level: int = LEVEL) -> VerboseLog:
-    """Restart rknn_server at ``level``, re-run ``command`` with the runtime at ``level``, keep everything printed.
+def collect_verbose_log(board: "Board", step: "str | Step", *, timeout: float = 120.0,
+                        level: int = LEVEL) -> VerboseLog:
+    """Restart rknn_server at ``level``, re-run ``step`` with the runtime at ``level``, keep everything printed.
 
-    ``command`` is the failed step's board command as it was run (already quoted by its builder).
+    ``step`` is the failed step's board command as it was run (already quoted by its builder), or a
+    :class:`Step` with the folder it needs.
     """
+    step = step if isinstance(step, Step) else Step(step)
+    command = step.command
     mark = board.console.mark() if board.has_link("console") else None
     parts = [f"# npu-hil: verbose runtime log (manual 1.2.3), level {level}", f"# step: {command}"]
     exit_code = None
     try:
         restart = board.shell(f"{_level_env(level)} restart_rknn.sh", timeout=30)
         parts.append(f"$ {_level_env(level)} restart_rknn.sh  (exit {restart.exit_code})\n{restart.output}")
+        if step.workdir:
+            board.shell(f"mkdir -p {shlex.quote(step.workdir)}", timeout=30, check=True)
         result = board.shell(f"export {_level_env(level)}; {command}", timeout=timeout)
         exit_code = result.exit_code
         parts.append(f"$ {command}  (exit {result.exit_code})\n{result.stdout}\n{result.stderr}")
@@ -53,6 +68,8 @@ def collect_verbose_log(board: "Board", command: str, *, timeout: float = 120.0,
     finally:
         try:
             board.shell(f"{_level_env(0)} restart_rknn.sh", timeout=30)
+            if step.workdir:
+                board.shell(f"rm -rf {shlex.quote(step.workdir)}", timeout=30)
         except HarnessError as exc:
             parts.append(f"# restoring the server's log level failed: {exc}")
     if mark is not None:

@@ -166,6 +166,24 @@ def test_doctor_cli_json_fails_on_a_mismatched_board(sim_home, tmp_path) -> None
     assert not api.list_boards() or all(not b["running"] for b in api.list_boards() if b["name"] == "doc-rv1126")
 
 
+def test_doctor_verbose_log_by_hand(sim_home, tmp_path) -> None:
+    """``--verbose-log PACKAGE``: what a failed NPU test does by itself, by hand; a bad package is one line."""
+    (tmp_path / "boards.toml").write_text(
+        '[defaults]\ntoolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }\n'
+        '[boards.doc-rv1126]\nchip = "rv1126"\nsim = { profile = "rv1126" }\n')
+    env = dict(os.environ, NPU_HIL_SIM_HOME=str(sim_home))
+    doctor = [sys.executable, "-m", "harness", "doctor", "doc-rv1126", "--json", "--verbose-log"]
+    result = subprocess.run([*doctor, str(REPO / "suites" / "models" / "classifier"), "--log-out", "v.log"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["ok"], result.stdout + result.stderr
+    assert report["verbose_log"]["exit_code"] == 0 and report["verbose_log"]["path"] == str(tmp_path / "v.log")
+    assert "I RKNNAPI: " in (tmp_path / "v.log").read_text()  # the runtime's info lines: only at level 5
+    bad = subprocess.run([*doctor, str(tmp_path / "nothing-here")], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1 and "no model package here" in json.loads(bad.stdout)["error"]
+
+
 def test_verbose_runtime_log_is_collected_and_level_restored(board, tmp_path) -> None:
     import onnx
     from onnx import TensorProto, helper

@@ -1,0 +1,76 @@
+"""A failed NPU test repeats its model run once with the runtime's verbose log (manual 1.2.3) and keeps the log.
+
+Real ``pytest`` runs of the repo's inference suite on a simulated RV1126 whose NPU silently returns wrong
+outputs (the ``wrong-output`` fault): the golden comparison fails, the harness reruns that model with
+RKNN_LOG_LEVEL=5 (rknn_server restarted at level 5, then at 0 again), and the log lands in results.json's
+attachments and the test's report. ``--no-verbose-rerun`` turns it off; an NPU hang gets no rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.sim_leftovers import own_sim_home
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+HARD_STOP_S = 240
+BOARDS = """
+[defaults]
+toolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }
+
+[boards.wrong-output]
+chip = "rv1126"
+sim = { profile = "rv1126", faults = ["wrong-output"] }
+
+[boards.hangs]
+chip = "rv1126"
+sim = { profile = "rv1126", faults = ["npu-hang"] }
+"""
+ONE_MODEL = "test_outputs_match_goldens and classifier and not batch and not int8"
+
+
+@pytest.fixture
+def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    pytester.makefile(".toml", boards=BOARDS)
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
+
+
+def run(lab: pytest.Pytester, board: str, run_id: str, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = lab.runpytest_subprocess(
+        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
+        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "--run-id", run_id,
+        "-k", ONE_MODEL, str(REPO / "suites" / "test_inference.py"), *args, timeout=HARD_STOP_S)
+    results = json.loads((lab.path / "reports" / run_id / "results.json").read_text())
+    return result, results
+
+
+def test_a_wrong_output_is_rerun_with_the_verbose_log_kept(lab: pytest.Pytester) -> None:
+    result, results = run(lab, "wrong-output", "verbose")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*runtime log wrong-output (npu-hil)*",
+                                 "the failed model run, repeated with RKNN_LOG_LEVEL=5 (manual 1.2.3): exit 0;*"])
+    [test] = results["tests"]
+    [attachment] = test["attachments"]
+    log = (lab.path / "reports" / "verbose" / attachment).read_text()
+    assert "RKNN_LOG_LEVEL=5 RKNN_SERVER_LOGLEVEL=5 restart_rknn.sh" in log
+    assert "I RKNNAPI: " in log  # the runtime's info lines: only at a raised level
+    assert "restoring" not in log  # the server went back to its normal level
+
+
+def test_no_rerun_when_turned_off(lab: pytest.Pytester) -> None:
+    result, results = run(lab, "wrong-output", "quiet", "--no-verbose-rerun")
+    result.assert_outcomes(failed=1)
+    assert "runtime log" not in result.stdout.str()
+    assert results["tests"][0]["attachments"] == []
+
+
+def test_no_rerun_after_an_npu_hang(lab: pytest.Pytester) -> None:
+    result, results = run(lab, "hangs", "hang", "--npu-deadline", "5")
+    result.assert_outcomes(failed=1)
+    assert "NPU hang" in results["tests"][0]["message"]
+    assert "runtime log" not in result.stdout.str() and results["tests"][0]["attachments"] == []
