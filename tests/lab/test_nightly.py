@@ -1,0 +1,101 @@
+"""``npu-hil nightly``: two real nights on simulated boards, the second with an injected version mismatch.
+
+Each night is the real command (a subprocess), which runs the real pytest over the repo's suites on every board
+with the tag, gates, archives and appends to the history. Exit codes: 0 GO, 1 NO-GO, 2 when the night could not
+be made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.report import history
+
+REPO = Path(__file__).resolve().parents[2]
+SUITES = [str(REPO / "suites" / name) for name in ("test_versions.py", "test_inference.py", "test_latency.py")]
+RUN_SUITES = ("-q", "-p", "fixtures.suite_packages", *SUITES)
+BOARDS = """
+[defaults]
+toolkit = {{ rknpu1 = "1.7.1", rknpu2 = "2.3.2" }}
+
+[boards.lab-rv1126]
+chip = "rv1126"
+sim = {{ profile = "rv1126"{versions} }}
+tags = ["nightly"]
+
+[boards.lab-rk3588]
+chip = "rk3588"
+sim = {{ profile = "rk3588" }}
+tags = ["nightly"]
+"""
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Path:
+    (tmp_path / "sim").mkdir()
+    return tmp_path
+
+
+def nightly(lab: Path, *args: str, versions: str = "",
+            pytest_args: tuple[str, ...] = RUN_SUITES) -> subprocess.CompletedProcess:
+    (lab / "boards.toml").write_text(BOARDS.format(versions=versions))
+    env = dict(os.environ, NPU_HIL_SIM_HOME=str(lab / "sim"), PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "harness", "nightly", "--boards-file", "boards.toml", *args,
+                           "--", *pytest_args], cwd=lab, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_nights_give_a_history_whose_second_night_is_no_go(lab: Path) -> None:
+    first = nightly(lab)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    second = nightly(lab, "--keep", "1", versions=', versions = { rknn_server = "1.6.0" }')
+    assert second.returncode == 1, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "rknn_server: expected 1.7.1, found 1.6.0" in second.stdout
+
+    archive = lab / "reports" / "nightly"
+    records = history.read(archive)
+    nights = sorted({r["night"] for r in records})
+    assert len(nights) == 2 and len(records) == 4  # two nights x two boards
+    by = {(r["night"], r["board"]): r for r in records}
+    assert by[(nights[0], "lab-rv1126")]["verdict"] == "GO" and by[(nights[0], "lab-rk3588")]["verdict"] == "GO"
+    bad = by[(nights[1], "lab-rv1126")]
+    assert bad["verdict"] == "NO-GO" and bad["night_verdict"] == "NO-GO"
+    assert bad["versions"]["rknn_server"] == "1.6.0" and by[(nights[0], "lab-rv1126")]["versions"][
+        "rknn_server"] == "1.7.1"
+    assert by[(nights[1], "lab-rk3588")]["verdict"] == "GO"  # the other board's night was fine
+    good = by[(nights[0], "lab-rv1126")]
+    assert good["counts"]["passed"] > 0 and good["counts"]["failed"] == 0
+    assert set(good["latency_ms"]) >= {"classifier"} and good["latency_ms"]["classifier"] > 0
+    assert good["accuracy"]["classifier"] == 1.0 and good["firmware"]
+    # --keep 1: the first night's folder is gone, its history is not
+    assert not (archive / nights[0]).exists() and (archive / nights[1] / "gate" / "gate.html").is_file()
+
+
+def test_a_night_that_cannot_be_made_exits_2_and_is_recorded(lab: Path) -> None:
+    broken = nightly(lab, pytest_args=("--no-such-option",))  # pytest refuses to start: exit 4
+    assert broken.returncode == 2, broken.stdout + broken.stderr
+    assert "NOT RUN: pytest exited 4" in broken.stdout
+    last = [r for r in history.read(lab / "reports" / "nightly") if r["night_verdict"] == "NOT-RUN"]
+    assert {r["board"] for r in last} == {"lab-rv1126", "lab-rk3588"}
+
+
+def test_no_board_with_the_tag_is_one_line_and_exit_2(lab: Path) -> None:
+    (lab / "boards.toml").write_text(BOARDS.format(versions=""))
+    result = subprocess.run([sys.executable, "-m", "harness", "nightly", "--boards-file", "boards.toml", "--tag",
+                             "nowhere"], cwd=lab, env=dict(os.environ, NPU_HIL_SIM_HOME=str(lab / "sim")),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "nowhere" in result.stderr and not (lab / "reports" / "nightly").exists()
+
+
+def test_a_history_line_cut_short_is_skipped(tmp_path: Path) -> None:
+    history.append(tmp_path, [{"night": "n1", "board": "b", "verdict": "GO"}])
+    with (tmp_path / history.HISTORY_FILE).open("a") as out:
+        out.write('{"night": "n2", "board": "b", "verd')  # the machine died mid-line
+    assert [r["night"] for r in history.read(tmp_path)] == ["n1"]
+    assert json.loads((tmp_path / history.HISTORY_FILE).read_text().splitlines()[0])["verdict"] == "GO"
