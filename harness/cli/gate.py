@@ -31,6 +31,7 @@ from harness.report.gate_md import (
     write_markdown,
 )
 from harness.report.gate_policy import GatePolicy, load_policy
+from harness.report.history import read, trends
 
 STYLE = {"passed": "green", "failed": "bold red", "broken": "yellow", "config": "yellow", "skipped": "dim",
          "not_run": "dim", "missing": "dim"}
@@ -82,7 +83,10 @@ def _gate(args: argparse.Namespace) -> int:
     report = gate(paths, baseline_dir=baseline, expect_boards=_names(args.boards) or policy.boards,
                   expect_suites=_names(args.suites) or policy.suites, latency_tolerance=tolerance)
     out = Path(args.out) if args.out else paths[0].resolve().parent / "gate"
-    html, md = write_html(report, out / "gate.html"), write_markdown(report, out / "gate.md")
+    shown = trends(read(Path(args.history))) if args.history else None
+    if args.history and not shown.nights:
+        raise ConfigError(f"no nightly history in {args.history} (npu-hil nightly writes history.jsonl there)")
+    html, md = write_html(report, out / "gate.html", shown), write_markdown(report, out / "gate.md", shown)
     if args.json:
         print(json.dumps(report.to_dict() | {"html": str(html), "markdown": str(md)}, indent=2, default=str))
     else:
@@ -113,5 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-tolerance", metavar="PCT%[,Ksigma]",
                    help="regression rule for latency against the baseline (default: the policy's, else what "
                         "each run judged with, i.e. pytest's --latency-tolerance)")
+    p.add_argument("--history", metavar="DIR", help="a nightly archive (npu-hil nightly --archive): its last "
+                                                    "nights are shown as trends in gate.html and gate.md")
     p.add_argument("--json", action="store_true", help="print the decision as JSON instead of tables")
     p.set_defaults(func=_gate)

@@ -24,7 +24,7 @@ from harness.report.gate_html import write_html
 from harness.report.gate_input import load_run
 from harness.report.gate_md import write_markdown
 from harness.report.gate_policy import GatePolicy, load_policy
-from harness.report.history import append, night_records
+from harness.report.history import append, night_records, read, trends
 from harness.session import new_run_id
 
 DEFAULT_ARCHIVE = Path("reports/nightly")
@@ -57,9 +57,10 @@ def _nightly(args: argparse.Namespace) -> int:
                   expect_suites=policy.suites, latency_tolerance=policy.tolerance)
     run = load_run(night_dir)
     problem = problem or _unreachable(run, boards)
-    html = write_html(report, night_dir / "gate" / "gate.html")
-    write_markdown(report, night_dir / "gate" / "gate.md")
     history = append(archive, night_records(run, report, boards, problem=problem))
+    shown = trends(read(archive))  # this night included
+    html = write_html(report, night_dir / "gate" / "gate.html", shown)
+    write_markdown(report, night_dir / "gate" / "gate.md", shown)
     removed = _prune(archive, args.keep)
     print(f"{'NOT RUN: ' + problem if problem else report.verdict}: {len(report.reasons)} reason(s); "
           f"gate {html}; history {history}" + (f"; removed {len(removed)} old night(s)" if removed else ""))

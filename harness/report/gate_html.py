@@ -28,6 +28,7 @@ from harness.report.gate_md import (
     matrix_word,
     trend_text,
 )
+from harness.report.history import Trends, night_label
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 CSS = """
@@ -42,7 +43,10 @@ th { background: #f6f8fa; text-align: left; } td.num { text-align: right; font-v
 .skipped, .not_run, .missing { background: #eaeef2; } .bad { color: #cf222e; font-weight: 600; }
 ul.reasons li { margin: 3px 0; } .kind { font-weight: 700; text-transform: uppercase; font-size: 11px; }
 .small { color: #57606a; font-size: 12px; } svg { vertical-align: middle; }
+td.night { text-align: center; min-width: 16px; } .GO { background: #dafbe1; } .NO-GO { background: #ffcecb; }
+.NOT-RUN { background: #eaeef2; }
 """
+NIGHT_MARK = {"GO": "✓", "NO-GO": "✗", "NOT-RUN": "○"}
 
 
 def _e(value: object) -> str:
@@ -53,23 +57,29 @@ def _row(cells: list[str], tag: str = "td") -> str:
     return "<tr>" + "".join(c if c.startswith(f"<{tag}") else f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
-def sparkline(row: LatencyRow, width: int = 140, height: int = 32) -> str:
-    """The mean over accepted baselines and this run (last point, red when it fails) as inline SVG."""
-    means = [m for _, m in row.trend]
-    if len(means) < 2:
-        return _e(trend_text(row))
-    low, high = min(means), max(means)
+def polyline(points: list[tuple[str, float]], *, last_bad: bool, width: int = 140, height: int = 32,
+             label: str = "") -> str:
+    """Labelled values as a small inline SVG line; the last point red when ``last_bad`` (else green)."""
+    values = [v for _, v in points]
+    low, high = min(values), max(values)
     span = (high - low) or 1.0
-    xs = [4 + i * (width - 8) / (len(means) - 1) for i in range(len(means))]
-    ys = [height - 4 - (m - low) / span * (height - 8) for m in means]
-    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
-    last = "#cf222e" if not row.ok else "#1a7f37"
+    xs = [4 + i * (width - 8) / max(1, len(values) - 1) for i in range(len(values))]
+    ys = [height - 4 - (v - low) / span * (height - 8) for v in values]
+    last = "#cf222e" if last_bad else "#1a7f37"
     dots = "".join(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{last if i == len(xs) - 1 else "#57606a"}">'
-                   f"<title>{_e(label)}: {fmt_ms(m)} ms</title></circle>"
-                   for i, (x, y, (label, m)) in enumerate(zip(xs, ys, row.trend)))
-    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{_e(trend_text(row))}">'
-            f'<polyline points="{points}" fill="none" stroke="#57606a" stroke-width="1.5"/>{dots}</svg>'
-            f'<div class="small">{_e(trend_text(row))}</div>')
+                   f"<title>{_e(name)}: {fmt_ms(v)} ms</title></circle>"
+                   for i, (x, y, (name, v)) in enumerate(zip(xs, ys, points)))
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys))
+    return (f'<svg width="{width}" height="{height}" role="img" aria-label="{_e(label)}">'
+            f'<polyline points="{line}" fill="none" stroke="#57606a" stroke-width="1.5"/>{dots}</svg>')
+
+
+def sparkline(row: LatencyRow) -> str:
+    """The mean over accepted baselines and this run (last point, red when it fails) as inline SVG."""
+    if len(row.trend) < 2:
+        return _e(trend_text(row))
+    return (polyline(list(row.trend), last_bad=not row.ok, label=trend_text(row))
+            + f'<div class="small">{_e(trend_text(row))}</div>')
 
 
 def _reasons(report: GateReport) -> str:
@@ -138,7 +148,30 @@ def _runs(report: GateReport) -> str:
     return f'<table id="runs">{"".join(rows)}</table>'
 
 
-def render_html(report: GateReport) -> str:
+def _history(trends: Trends) -> str:
+    """Per board a row of nights (GO / NO-GO / not run), then per board and model the latency over the nights."""
+    head = _row(["board"] + [f'<th title="{_e(n)}">{_e(night_label(n))}</th>' for n in trends.nights], "th")
+    rows = [head]
+    for board in trends.boards:
+        cells = []
+        for night in trends.nights:
+            verdict = trends.verdicts[board].get(night)
+            cells.append(f'<td class="night {_e(verdict or "")}" data-night="{_e(night)}" data-verdict="{_e(verdict)}"'
+                         f' title="{_e(night)}: {_e(verdict)}">{NIGHT_MARK.get(verdict or "", "")}</td>')
+        rows.append(_row([_e(board)] + cells))
+    charts = [_row(["board", "model", "nights", "latency mean over the nights (ms)", "last"], "th")]
+    for (board, model), points in trends.latency.items():
+        labelled = [(night_label(n), v) for n, v in points]
+        worse = len(points) > 1 and points[-1][1] > points[0][1]
+        chart = polyline(labelled, last_bad=worse, width=220, label=f"{board} {model}") if len(points) > 1 else ""
+        charts.append(_row([_e(board), _e(model), f'<td class="num">{len(points)}</td>',
+                            f'<td data-board="{_e(board)}" data-model="{_e(model)}">{chart}</td>',
+                            f'<td class="num">{_e(fmt_ms(points[-1][1]))}</td>']))
+    return (f'<table id="history">{"".join(rows)}</table><h3>Latency over the nights</h3>'
+            f'<table id="history-latency">{"".join(charts)}</table>')
+
+
+def render_html(report: GateReport, trends: Trends | None = None) -> str:
     klass = "go" if report.go else "nogo"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -154,13 +187,15 @@ baseline: {_e(report.baseline or "none")}</p>
 <h2>Boards × suites</h2>{_cells(report)}
 <h2>Versions</h2>{_versions(report)}
 <h2>Latency (ms, measured on the board)</h2>{_latency(report)}
+{f"<h2>The last {len(trends.nights)} night(s)</h2>{_history(trends)}" if trends and trends.nights else ""}
 <h2>Runs</h2>{_runs(report)}
 </body></html>
 """
 
 
-def write_html(report: GateReport, path: Path) -> Path:
+def write_html(report: GateReport, path: Path, trends: Trends | None = None) -> Path:
+    """Write the page; ``trends``: the nightly history to show beside the decision (npu-hil nightly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report), encoding="utf-8")
+    path.write_text(render_html(report, trends), encoding="utf-8")
     return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.report.gate import VERSION_COMPONENTS, BoardVersions, Cell, GateReport, LatencyRow
+from harness.report.history import Trends, night_label
 
 #: Marks every common font has (DejaVu, Liberation): a lab PC without an emoji font still shows them.
 STATE_MARK = {"passed": "✓", "failed": "✗", "broken": "⚠", "config": "⚙", "skipped": "–", "not_run": "○",
@@ -102,7 +103,25 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines + [""]
 
 
-def render_markdown(report: GateReport) -> str:
+NIGHT_WORD = {"GO": "✓ GO", "NO-GO": "✗ NO-GO", "NOT-RUN": "○ not run"}
+
+
+def history_markdown(trends: Trends) -> list[str]:
+    """The nightly history as text: per board a row of nights, then latency per board and model over them."""
+    out = [f"## The last {len(trends.nights)} night(s)", "",
+           "Columns, oldest first: " + ", ".join(night_label(n) for n in trends.nights), ""]
+    out += _table(["board"] + [night_label(n) for n in trends.nights],
+                  [[board] + [NIGHT_WORD.get(trends.verdicts[board].get(n) or "", "") for n in trends.nights]
+                   for board in trends.boards])
+    if trends.latency:
+        out += ["Latency mean over the nights (ms, oldest first):", ""]
+        out += _table(["board", "model", "nights"],
+                      [[board, model, " → ".join(fmt_ms(v) for _, v in points)]
+                       for (board, model), points in trends.latency.items()])
+    return out
+
+
+def render_markdown(report: GateReport, trends: Trends | None = None) -> str:
     mark = "✅" if report.go else "⛔"
     out = [f"# Release gate: {mark} **{report.verdict}**", ""]
     runs = ", ".join(r["label"] + ("" if r["complete"] else " (INCOMPLETE)") for r in report.runs)
@@ -131,6 +150,8 @@ def render_markdown(report: GateReport) -> str:
                         fmt_ms(r.stats.get("mean_ms")), fmt_ms(r.stats.get("p50_ms")), fmt_ms(r.stats.get("p90_ms")),
                         budget_text(r), fmt_ms(r.baseline_mean), change_text(r), trend_text(r),
                         latency_status(r)] for r in report.latency])
+    if trends and trends.nights:
+        out += history_markdown(trends)
     out += ["## Runs", ""]
     out += _table(["run", "host", "complete", "started", "finished", "boards", "tests", "path"],
                   [[r["run_id"], r["host"] or "–", "yes" if r["complete"] else f"NO: {r['problem']}",
@@ -139,8 +160,8 @@ def render_markdown(report: GateReport) -> str:
     return "\n".join(out)
 
 
-def write_markdown(report: GateReport, path: Path) -> Path:
+def write_markdown(report: GateReport, path: Path, trends: Trends | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_markdown(report), encoding="utf-8")
+    path.write_text(render_markdown(report, trends), encoding="utf-8")
     return path

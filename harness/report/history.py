@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ log = logging.getLogger("npu-hil.history")
 HISTORY_FILE = "history.jsonl"
 #: A night the harness could not run at all (no board reachable, pytest interrupted): its verdict
 NOT_RUN = "NOT-RUN"
+#: How many nights the gate's pages show
+DEFAULT_NIGHTS = 30
 
 
 def night_records(run: Run, report: GateReport, boards: list[str], *, problem: str | None = None) -> list[dict]:
@@ -123,3 +126,45 @@ def read(archive: Path) -> list[dict]:
         else:
             log.warning("%s:%d: skipped, not a night record", path, number)
     return records
+
+
+@dataclass(frozen=True)
+class Trends:
+    """The last nights of a history, shaped for the gate's pages: per board a verdict per night, and per board
+    and model the on-board latency mean per night (only nights that measured it)."""
+
+    nights: list[str]
+    verdicts: dict[str, dict[str, str]] = field(default_factory=dict)  # board -> night -> verdict
+    latency: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)  # (board, model)
+
+    @property
+    def boards(self) -> list[str]:
+        return sorted(self.verdicts)
+
+
+def trends(records: list[dict], last: int = DEFAULT_NIGHTS) -> Trends:
+    """The history's last ``last`` nights (in the order they were appended) as :class:`Trends`."""
+    order: list[str] = []
+    for record in records:
+        if record["night"] not in order:
+            order.append(record["night"])
+    nights = order[-last:]
+    shown = set(nights)
+    verdicts: dict[str, dict[str, str]] = {}
+    latency: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for record in records:
+        if record["night"] not in shown:
+            continue
+        verdicts.setdefault(str(record["board"]), {})[record["night"]] = str(record["verdict"])
+        for model, mean in (record.get("latency_ms") or {}).items():
+            if isinstance(mean, (int, float)):
+                latency.setdefault((str(record["board"]), str(model)), []).append((record["night"], float(mean)))
+    return Trends(nights, verdicts, dict(sorted(latency.items())))
+
+
+def night_label(night: str) -> str:
+    """``night-20261206-225023-25406`` -> ``12-06 22:50``: short enough for a column header."""
+    parts = night.removeprefix("night-").split("-")
+    if len(parts) >= 2 and len(parts[0]) == 8 and len(parts[1]) >= 4 and (parts[0] + parts[1]).isdigit():
+        return f"{parts[0][4:6]}-{parts[0][6:8]} {parts[1][:2]}:{parts[1][2:4]}"
+    return night

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.browser import element, render
 
 from harness.report import history
 
@@ -75,6 +76,19 @@ def test_two_nights_give_a_history_whose_second_night_is_no_go(lab: Path) -> Non
     # --keep 1: the first night's folder is gone, its history is not
     assert not (archive / nights[0]).exists() and (archive / nights[1] / "gate" / "gate.html").is_file()
 
+    # the second night's page, as Chromium renders it, shows both nights: GO then NO-GO for the board
+    dom, _ = render(lab, archive / nights[1] / "gate" / "gate.html")
+    assert element(dom, "verdict").attrs["data-verdict"] == "NO-GO"
+    table = element(dom, "history")
+    cells = [(a.get("data-night"), a.get("data-verdict")) for tag, a in table.inside if "data-night" in a]
+    # rows by board (lab-rk3588, lab-rv1126), a cell per night, oldest first
+    assert cells == [(nights[0], "GO"), (nights[1], "GO"), (nights[0], "GO"), (nights[1], "NO-GO")], cells
+    charts = element(dom, "history-latency")
+    drawn = {(a.get("data-board"), a.get("data-model")) for tag, a in charts.inside if "data-model" in a}
+    assert ("lab-rv1126", "classifier") in drawn and any(tag == "polyline" for tag, _ in charts.inside)
+    md = (archive / nights[1] / "gate" / "gate.md").read_text()
+    assert "## The last 2 night(s)" in md and "| lab-rv1126 | ✓ GO | ✗ NO-GO |" in md
+
 
 def test_a_night_that_cannot_be_made_exits_2_and_is_recorded(lab: Path) -> None:
     broken = nightly(lab, pytest_args=("--no-such-option",))  # pytest refuses to start: exit 4
@@ -99,3 +113,25 @@ def test_a_history_line_cut_short_is_skipped(tmp_path: Path) -> None:
         out.write('{"night": "n2", "board": "b", "verd')  # the machine died mid-line
     assert [r["night"] for r in history.read(tmp_path)] == ["n1"]
     assert json.loads((tmp_path / history.HISTORY_FILE).read_text().splitlines()[0])["verdict"] == "GO"
+
+
+def test_trends_keep_the_last_nights_in_the_order_they_ran() -> None:
+    records = [{"night": f"night-2026120{d}-020000-1", "board": "b", "verdict": v, "latency_ms": {"m": ms}}
+               for d, v, ms in ((1, "GO", 3.0), (2, "NO-GO", None), (3, "GO", 3.5))]
+    shown = history.trends(records, last=2)
+    assert shown.nights == ["night-20261202-020000-1", "night-20261203-020000-1"]
+    assert shown.verdicts == {"b": {"night-20261202-020000-1": "NO-GO", "night-20261203-020000-1": "GO"}}
+    assert shown.latency == {("b", "m"): [("night-20261203-020000-1", 3.5)]}  # a night that measured none: no point
+    assert history.night_label("night-20261203-020000-1") == "12-03 02:00" and history.night_label("x") == "x"
+
+
+def test_gate_history_must_name_a_nightly_archive(tmp_path: Path) -> None:
+    from support.gate_runs import good_pair, npu_hil
+
+    run, _ = good_pair(tmp_path)
+    refused = npu_hil("gate", run, "--history", tmp_path / "empty", cwd=tmp_path)
+    assert refused.returncode == 2 and "no nightly history in" in refused.stderr, refused.stderr
+    history.append(tmp_path / "archive", [{"night": "night-20261201-020000-1", "board": "b1", "verdict": "GO"}])
+    shown = npu_hil("gate", run, "--history", tmp_path / "archive", "--out", tmp_path / "gate", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert 'data-night="night-20261201-020000-1" data-verdict="GO"' in (tmp_path / "gate" / "gate.html").read_text()

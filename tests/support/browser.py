@@ -45,16 +45,19 @@ def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 class _Element(HTMLParser):
-    """The attributes and text of the element with a given id, in HTML that Chromium serialized."""
+    """The attributes and text of the element with a given id, in HTML that Chromium serialized; ``inside``: the
+    tags within it, with their attributes; ``all_ids``: (tag, id) of every tag in the document."""
 
     def __init__(self, wanted: str) -> None:
         super().__init__()
         self.wanted, self.attrs, self.text, self.depth, self.all_ids = wanted, None, "", 0, []
+        self.inside: list[tuple[str, dict[str, str | None]]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
         self.all_ids.append((tag, found.get("id")))
         if self.depth:
+            self.inside.append((tag, found))
             self.depth += 1
         elif found.get("id") == self.wanted:
             self.attrs, self.depth = found, 1
