@@ -52,6 +52,12 @@ class OpenSsh:
     def scp(self, *args: str) -> subprocess.CompletedProcess:
         return self._run(["scp", *self.options(), "-P", str(self.daemon.port), *args])
 
+    def sftp(self, batch: str) -> subprocess.CompletedProcess:
+        """``sftp -b FILE``: a batch stops at the first failing command and exits 1, as OpenSSH documents."""
+        script = self.home / "batch"
+        script.write_text(batch)
+        return self._run(["sftp", *self.options(), "-P", str(self.daemon.port), "-b", str(script), "root@127.0.0.1"])
+
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
@@ -157,6 +163,32 @@ def test_legacy_scp_cannot_leave_the_board_root(openssh, board, tmp_path):
     assert result.returncode == 0, result.stderr  # ``..`` stops at the board's /, as on a board
     assert (board["root"] / "escape.txt").read_text() == "inside\n"
     assert not (board["root"].parent / "escape.txt").exists()
+
+
+# ------------------------------------------------------------------------------------------------ sftp
+def test_sftp_batch_puts_lists_gets_and_removes(openssh, board, tmp_path):
+    up = tmp_path / "sftp.bin"
+    up.write_bytes(os.urandom(MIB + 3))
+    down = tmp_path / "sftp-down.bin"
+    result = openssh.sftp(f"put {up} /userdata/sftp.bin\nls -l /userdata\nget /userdata/sftp.bin {down}\n"
+                          "rm /userdata/sftp.bin\n")
+    assert result.returncode == 0, result.stderr
+    assert b"sftp.bin" in result.stdout  # the listing
+    assert sha256(down) == sha256(up) and not (board["root"] / "userdata" / "sftp.bin").exists()
+
+
+def test_sftp_batch_exits_1_at_the_first_failing_command(openssh, tmp_path):
+    result = openssh.sftp(f"get /userdata/no-such.bin {tmp_path / 'x'}\nmkdir /userdata/never-made\n")
+    assert result.returncode == 1
+    assert b"not found" in result.stderr or b"No such file" in result.stderr, result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------------------------------------ ssh
+@pytest.mark.parametrize("status", [0, 1, 3, 127])
+def test_ssh_exits_with_the_commands_status(openssh, status):
+    command = "no-such-command" if status == 127 else f"exit {status}"
+    assert openssh.ssh("root@127.0.0.1", command).returncode == status
 
 
 # ------------------------------------------------------------------------------------------------ ssh -t
