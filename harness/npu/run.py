@@ -135,9 +135,12 @@ def ensure_runner(board: Board, folder: str = DEFAULT_MODEL_DIR) -> str:
 
 
 def build_command(runner: str, remote: RemoteModel, run_dir: str, *, loops: int, warmup: int,
-                  runner_file: str | None = None) -> str:
-    """The board command for a runner; every path quoted. ``cd`` first: rknn_benchmark writes into its cwd."""
+                  runner_file: str | None = None, runner_args: tuple[str, ...] = ()) -> str:
+    """The board command for a runner; every path quoted. ``cd`` first: rknn_benchmark writes into its cwd.
+    ``runner_args``: more options for our runner (a soak's ``--sample-every``), each quoted."""
     q = shlex.quote
+    if runner_args and runner != "npu_hil_runner":
+        raise ValueError(f"runner options {list(runner_args)} need the npu_hil_runner, not {runner}")
     inputs = "#".join(remote.inputs)
     if runner == "rknn_benchmark":
         tool = f"rknn_benchmark {q(remote.model)} {q(inputs)} {int(loops)}"
@@ -148,7 +151,8 @@ def build_command(runner: str, remote: RemoteModel, run_dir: str, *, loops: int,
         fmt = "" if remote.nhwc or layouts != {"NCHW"} else " --data-format nchw"
         tool = (f"python3 {q(runner_file)} {q(remote.model)} "
                 + " ".join(f"--input {q(p)}" for p in remote.inputs)
-                + f" --loops {int(loops)} --warmup {int(warmup)} --out {q(run_dir)}{fmt}")
+                + f" --loops {int(loops)} --warmup {int(warmup)} --out {q(run_dir)}{fmt}"
+                + "".join(f" {q(a)}" for a in runner_args))
     else:
         tool = runner.format(model=q(remote.model), inputs=q(inputs), loops=int(loops), warmup=int(warmup),
                              out=q(run_dir))
@@ -213,7 +217,7 @@ def zero_output_hang(run: ModelRun) -> str | None:
 def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | None = None,
                 chip: str | None = None, loops: int | None = None, warmup: int | None = None,
                 deadline_s: float | None = None, folder: str = DEFAULT_MODEL_DIR,
-                keep_remote: bool = False) -> ModelRun:
+                keep_remote: bool = False, runner: str | None = None, runner_args: tuple[str, ...] = ()) -> ModelRun:
     """Push (if not given ``remote``), run with the package's runner under a deadline, pull and check outputs.
 
     Raises :class:`NpuHang` (BoardError) for a hang, :class:`RunFailed` (ProductError) when the runner did not
@@ -221,14 +225,15 @@ def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | No
     """
     remote = remote or push_model(board, package, chip, folder=folder)
     chip = remote.chip
-    runner = package.runner_for(chip)
+    runner = runner or package.runner_for(chip)
     loops = package.manifest.loops if loops is None else loops
     warmup = package.manifest.warmup if warmup is None else warmup
     deadline_s = deadline_s or default_deadline(package, chip, loops, warmup)
     run_dir = posixpath.join(remote.folder, "runs", f"{int(time.time() * 1000)}-{os.getpid()}-{next(_COUNTER)}")
     runner_file = ensure_runner(board, folder) if runner == "npu_hil_runner" else None
     board.shell(f"mkdir -p {shlex.quote(run_dir)}", timeout=30, check=True)
-    command = build_command(runner, remote, run_dir, loops=loops, warmup=warmup, runner_file=runner_file)
+    command = build_command(runner, remote, run_dir, loops=loops, warmup=warmup, runner_file=runner_file,
+                            runner_args=runner_args)
     board.last_npu_step = Step(command, workdir=run_dir)  # what a verbose-log rerun repeats if the test fails
     try:
         result = board.shell(command, timeout=deadline_s)

@@ -3,6 +3,7 @@ a routine run.
 
     @pytest.mark.chip("rv1126")      @pytest.mark.npu("rknpu2")      @pytest.mark.needs("adb")
     @pytest.mark.destructive         # reflashes the board: runs only with --destructive or --firmware
+    @pytest.mark.soak_limits(max_fd_growth=0, max_rss_kb_per_1k=512)   # what a soak tolerates (4.2.1)
 
 The destructive guard lives in the installed plugin, not in a repo's conftest, so a lab that pip-installs
 npu-hil can never reflash its boards in a routine run.
@@ -20,6 +21,7 @@ MARKERS = (
     "npu(generation): run only on rknpu1 or rknpu2 boards",
     "needs(*links): run only on boards that have these links (console, adb, ssh, usb)",
     "destructive: changes the board's firmware; runs only with --destructive or --firmware",
+    "soak_limits(max_fd_growth=0, max_rss_kb_per_1k=1024): the growth a soak tolerates (fixture soak_limits)",
 )
 DESTRUCTIVE_SKIP = "destructive (reflashes the board): run with --destructive"
 

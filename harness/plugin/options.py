@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from harness.npu.latency import Tolerance
 
 DEFAULT_SOAK_RUNS = 5
+DEFAULT_SOAK_INFERENCES = 200
 GROUP = "npu-hil"
 
 
@@ -66,6 +67,10 @@ def _model_options(group: pytest.OptionGroup) -> None:
                     help="rewrite every golden and latency baseline from this run (never from a hang's zeros)")
     group.addoption("--soak-runs", type=int, default=DEFAULT_SOAK_RUNS, metavar="N",
                     help=f"runs per model in the soak suite (default {DEFAULT_SOAK_RUNS}; a lab uses thousands)")
+    group.addoption("--soak-inferences", type=int, default=DEFAULT_SOAK_INFERENCES, metavar="N",
+                    help="inferences per model in the soak that keeps one process running them (our runner), "
+                         f"its descriptors and memory sampled 20 times (default {DEFAULT_SOAK_INFERENCES}; a "
+                         "lab uses 100000s)")
     group.addoption("--npu-deadline", type=float, default=None, metavar="SECONDS",
                     help="deadline of one model run on the board; past it the run is an NPU hang (manual 4.2.13) "
                          "(default: 3x the package's latency budget + 10 s, or 120 s)")
@@ -104,6 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Bad option values stop the run at once with one line, before any board is opened."""
     golden_policy(config)
     soak_runs(config)
+    soak_inferences(config)
     npu_deadline(config)
     recovery_budget(config)
     firmware_path(config)
@@ -131,6 +137,13 @@ def golden_policy(config: pytest.Config) -> str:
     if update and regen:
         raise pytest.UsageError("--update-goldens and --regen-goldens exclude each other: choose one")
     return "regen" if regen else "update" if update else "check"
+
+
+def soak_inferences(config: pytest.Config) -> int:
+    count = config.getoption("--soak-inferences")
+    if count < 2:
+        raise pytest.UsageError(f"--soak-inferences must be at least 2 to see growth (got {count})")
+    return count
 
 
 def soak_runs(config: pytest.Config) -> int:

@@ -32,6 +32,8 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("server-stopped", "rknn_server is not running (-3 RKNN_ERR_DEVICE_UNAVAILABLE)"),
     FaultKind("npu-hang", "every inference hangs past 20 s, outputs all zeros, hang line in dmesg (4.2.13)"),
     FaultKind("fd-leak", "the runtime leaks file descriptors per run until 'Too many open files' (4.2.1)", "4"),
+    FaultKind("mem-leak", "the runtime's process grows by this many kB of resident memory per inference (4.2.1)",
+              "256"),
     FaultKind("wrong-output", "inference silently returns perturbed outputs"),
     FaultKind("slow-npu", "latency multiplied by a factor", "3"),
     FaultKind("adb-drop", "adb connection dropped after this many bytes of a file transfer", "1048576"),

@@ -9,6 +9,7 @@ what the profile says, not what the host runs. The kernel also serves the gate o
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import threading
 import time
@@ -87,7 +88,7 @@ class Kernel:
             shutil.rmtree(debug, ignore_errors=True)
 
     # -- processes -----------------------------------------------------------------------------------------
-    def start_process(self, comm: str, cmdline: list[str], fds: int = 3) -> int:
+    def start_process(self, comm: str, cmdline: list[str], fds: int = 3, rss_kb: int = 6212) -> int:
         with self._lock:
             pid = self._next_pid
             self._next_pid += 1 + (pid % 7)
@@ -96,7 +97,7 @@ class Kernel:
             (folder / "comm").write_text(comm + "\n")
             (folder / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in cmdline))
             (folder / "status").write_text(f"Name:\t{comm}\nState:\tS (sleeping)\nPid:\t{pid}\nPPid:\t1\n"
-                                           f"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nVmRSS:\t    6212 kB\n")
+                                           f"Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nVmRSS:\t{rss_kb:8d} kB\n")
             # what busybox ps reads: pid (comm) state ppid pgrp session tty tpgid flags ... (man 5 proc)
             (folder / "stat").write_text(f"{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 612 0 0 0 3 5 0 0 20 0 "
                                          f"4 0 {int(self.uptime() * 100)} 99328000 1553 4294967295 0 0 0 0 0 0 0 "
@@ -112,6 +113,35 @@ class Kernel:
             return len(os.listdir(self.proc / str(pid) / "fd"))
         except FileNotFoundError:
             return 0
+
+    def find_process(self, comm: str) -> int | None:
+        """The lowest PID whose comm is ``comm`` (what ``pidof`` would list last), or None."""
+        for entry in sorted((e for e in os.listdir(self.proc) if e.isdigit()), key=int):
+            try:
+                if (self.proc / entry / "comm").read_text().strip() == comm:
+                    return int(entry)
+            except OSError:
+                continue
+        return None
+
+    def rss_kb(self, pid: int) -> int | None:
+        """VmRSS of process ``pid`` in kB, None when it is gone."""
+        try:
+            text = (self.proc / str(pid) / "status").read_text()
+        except OSError:
+            return None
+        return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmRSS:")), None)
+
+    def add_rss(self, pid: int, kb: int) -> int | None:
+        """Grow process ``pid``'s resident memory by ``kb`` (a leak per inference); the new VmRSS."""
+        with self._lock:
+            status = self.proc / str(pid) / "status"
+            now = self.rss_kb(pid)
+            if now is None:
+                return None
+            text = status.read_text()
+            status.write_text(re.sub(r"VmRSS:\s*\d+ kB", f"VmRSS:\t{now + int(kb):8d} kB", text))
+            return now + int(kb)
 
     def add_fds(self, pid: int, count: int) -> int:
         """Open ``count`` more descriptors in process ``pid``; raises OSError(EMFILE) past the limit."""

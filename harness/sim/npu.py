@@ -39,6 +39,7 @@ from harness.sim.rootpath import OutsideRoot
 WARMUP_RUNS = 5  # rknn_benchmark's fixed warm-up count
 FAIL = 255  # `return -1` from main()
 REFUSED = "python3: this simulated board only runs the npu-hil runner"
+RUNNER_RSS_KB = 31240  # python3 with numpy and RKNN Toolkit Lite loaded, roughly
 #: The line the runner carries in its first lines (its protocol version; see ``run`` in the runner).
 RUNNER_MARKER = "# npu-hil runner protocol 1"
 _RUNNERS: dict[str, types.ModuleType] = {}  # the runner scripts the boards were given, by sha256 of the source
@@ -121,7 +122,14 @@ class SimNpu:
             reply.err(f"{type(exc).__name__}: {exc}")
             return 1
         io = SimBoardIO(self, cwd, reply)
-        return entry(args[1:], lambda: SimRKNNLite(self, cwd, reply, io, level), io)
+        kernel = self.ctx.kernel
+        # the runner is a process of the board while it runs: /proc/PID for its descriptors and memory (a soak)
+        io.pid = kernel.start_process("python3", ["python3", *args], fds=4, rss_kb=RUNNER_RSS_KB) if kernel else None
+        try:
+            return entry(args[1:], lambda: SimRKNNLite(self, cwd, reply, io, level), io)
+        finally:
+            if kernel is not None and io.pid is not None:
+                kernel.stop_process(io.pid)
 
     def _runner_source(self, cwd: str, script: str) -> bytes | None:
         """The script's bytes when it is our runner (the marker in its first 20 lines), else None."""
@@ -283,6 +291,16 @@ class SimBoardIO:
     def __init__(self, npu: SimNpu, cwd: str, reply: GateReply) -> None:
         self.npu, self.cwd, self.reply = npu, cwd, reply
         self.now = 0.0  # seconds; advanced by SimRKNNLite.inference by the simulated NPU time
+        self.pid: int | None = None  # the runner's process in the board's /proc
+
+    def usage(self, process: str) -> tuple[int, int, int] | None:
+        """(pid, open descriptors, resident kB) from the board's /proc: the runner's own ("self") or a named one."""
+        kernel = self.npu.ctx.kernel
+        if kernel is None:
+            return None
+        pid = self.pid if process == "self" else kernel.find_process(process)
+        rss = kernel.rss_kb(pid) if pid is not None else None
+        return None if pid is None or rss is None else (pid, kernel.fd_count(pid), rss)
 
     def out(self, line: str) -> None:
         self.reply.out(line)
@@ -343,6 +361,7 @@ class SimRKNNLite:
             self.reply.err(f"Exception: RKNN init failed. error code: {ERROR_NAMES.get(exc.code, 'RKNN_ERR_FAIL')}")
             return -1
         self.ctx.core_mask = core_mask
+        self.ctx.owner_pid = self.io.pid  # a memory leak (the mem-leak fault) grows this process
         return 0
 
     def inference(self, inputs: list[Any], data_format: str | list[str] | None = None, **_: Any) -> Any:

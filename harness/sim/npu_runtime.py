@@ -14,8 +14,9 @@ diagnoses are tested against what the simulator prints:
   RKNPU2 driver older than the runtime recommends: the ``recommend >=`` warning, and the model still runs;
 * faults read per run: ``npu-hang`` (the run blocks ``hang_seconds``, returns zeros, the hang is in dmesg),
   ``fd-leak=N`` (N descriptors per run in rknn_server, or the runtime's process when the server is stopped,
-  until EMFILE), ``wrong-output`` (outputs silently rolled by one and shifted by half a standard deviation),
-  ``slow-npu=K`` (latency x K).
+  until EMFILE), ``mem-leak=KB`` (the context's process grows by KB of resident memory per run),
+  ``wrong-output`` (outputs silently rolled by one and shifted by half a standard deviation), ``slow-npu=K``
+  (latency x K).
 
 ONNX sessions are cached per model sha256 (onnxruntime is imported on first use: it costs ~0.5 s). The runtime
 reads models, compares versions and knows its driver with the simulator's own code (:mod:`harness.sim.model_header`,
@@ -299,6 +300,7 @@ class NpuContext:
         self.runtime, self.model = runtime, model
         self.runs = 0
         self.core_mask = 0
+        self.owner_pid: int | None = None  # the board process that holds this context (its memory can leak)
 
     @property
     def cores(self) -> int:
@@ -335,6 +337,9 @@ class NpuContext:
                 device = "/dev/galcore" if runtime.npu == "rknpu1" else "/dev/dri/renderD129"
                 log.e(f"rknn_run, failed to open {device}: {exc.strerror} (errno {exc.errno})")
                 raise RknnError(-1) from None
+        grow = faults.number("mem-leak")
+        if grow and kernel is not None and self.owner_pid is not None:
+            kernel.add_rss(self.owner_pid, int(grow))
         started = time.monotonic()
         names = [name for name, _, _ in self.model.onnx_inputs]
         outputs = [np.asarray(o, dtype=np.float32) for o in self.model.session.run(None, dict(zip(names, feeds)))]

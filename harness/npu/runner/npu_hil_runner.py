@@ -11,10 +11,13 @@ the golden comparison. It imports nothing from the harness (the board has only n
 Usage (protocol 1)::
 
     python3 npu_hil_runner.py MODEL.rknn --input a.npy [--input b.npy ...] --loops N --warmup W --out DIR
-                              [--core-mask M] [--data-format nhwc|nchw]
+                              [--core-mask M] [--data-format nhwc|nchw] [--sample-every K [--watch NAME ...]]
 
 ``--core-mask``: RKNNLite's NPU_CORE_* value (0 auto, 1/2/4 one core, 3 cores 0-1, 7 cores 0-2; RK3588 only).
 ``--data-format``: layout of 4-D inputs as given (default: Lite's default, NHWC).
+``--sample-every K``: a soak in one long-lived process (manual 4.2.1): before the first timed run and after every
+K-th, the runner prints its own open descriptors and resident memory (/proc/self) and those of each ``--watch``
+process (by name, e.g. rknn_server), so growth per inference shows while the same context keeps running.
 
 Output protocol 1, on stdout, one fact a line (the formats are the ``FORMATS`` below; the simulated board's
 emulation runs this very file, so both print the same)::
@@ -25,6 +28,8 @@ emulation runs this very file, so both print the same)::
     warmup 0: 12.345 ms                   warm-up runs: the first W runs, excluded from the average
     iteration 0: 1.234 ms                 the N timed runs
     average: 1.234 ms over N iterations
+    sample 0: self pid=812 fds=9 rss_kb=30412   --sample-every: after K timed runs (0: before the first)
+    sample 0: rknn_server pid=301 fds=12 rss_kb=6212   ... and each --watch process (absent ones: not printed)
     output 0: DIR/output_0.npy shape=[1, 10] dtype=float32     outputs of the last run, float32
     done
 
@@ -51,6 +56,7 @@ FORMATS = {
     "iteration": "iteration {index}: {ms:.3f} ms",
     "average": "average: {ms:.3f} ms over {count} iterations",
     "output": "output {index}: {path} shape=[{shape}] dtype={dtype}",
+    "sample": "sample {index}: {process} pid={pid} fds={fds} rss_kb={rss_kb}",
     "done": "done",
 }
 EXIT_USAGE, EXIT_LOAD, EXIT_INIT, EXIT_INFERENCE, EXIT_OUTPUT = 2, 3, 4, 5, 6
@@ -74,9 +80,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True)
     parser.add_argument("--core-mask", type=int, default=None)
     parser.add_argument("--data-format", choices=("nhwc", "nchw"), default=None)
+    parser.add_argument("--sample-every", type=int, default=0)
+    parser.add_argument("--watch", action="append", default=[])
     args = parser.parse_args(list(argv))
     if args.loops < 1 or args.warmup < 0:
         raise UsageError(f"--loops must be >= 1 and --warmup >= 0 (got {args.loops}, {args.warmup})")
+    if args.sample_every < 0:
+        raise UsageError(f"--sample-every must be >= 0 (got {args.sample_every})")
     return args
 
 
@@ -102,6 +112,31 @@ class BoardIO:
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
+
+    def usage(self, process: str) -> tuple[int, int, int] | None:
+        """(pid, open descriptors, resident kB) of this process ("self") or the first one named ``process``."""
+        pid = os.getpid() if process == "self" else _pid_of(process)
+        if pid is None:
+            return None
+        try:
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+            with open(f"/proc/{pid}/status") as status:
+                rss = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
+        except (OSError, ValueError):
+            return None  # it ended meanwhile
+        return pid, fds, rss
+
+
+def _pid_of(name: str) -> int | None:
+    for entry in sorted(os.listdir("/proc"), key=lambda e: (len(e), e)):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as comm:
+                    if comm.read().strip() == name:
+                        return int(entry)
+            except OSError:
+                continue
+    return None
 
 
 def run(argv: Sequence[str], lite_class: Callable[[], Any], io: BoardIO) -> int:
@@ -138,6 +173,8 @@ def _run_model(args: argparse.Namespace, rknn: Any, inputs: list[Any], io: Board
     times: list[float] = []
     outputs: Any = None
     for run_index in range(args.warmup + args.loops):
+        if args.sample_every and run_index == args.warmup:
+            _sample(args, io, 0)
         start = io.clock()
         outputs = rknn.inference(inputs=inputs, **kwargs)
         ms = (io.clock() - start) * 1000.0
@@ -151,6 +188,8 @@ def _run_model(args: argparse.Namespace, rknn: Any, inputs: list[Any], io: Board
         else:
             io.out(FORMATS["iteration"].format(index=run_index - args.warmup, ms=ms))
             times.append(ms)
+            if args.sample_every and len(times) % args.sample_every == 0:
+                _sample(args, io, len(times))
     io.out(FORMATS["average"].format(ms=sum(times) / len(times), count=len(times)))
     try:
         io.makedirs(args.out)
@@ -164,6 +203,15 @@ def _run_model(args: argparse.Namespace, rknn: Any, inputs: list[Any], io: Board
         return EXIT_OUTPUT
     io.out(FORMATS["done"])
     return 0
+
+
+def _sample(args: argparse.Namespace, io: Any, index: int) -> None:
+    """One sample line for this process and each watched one (after ``index`` timed runs)."""
+    for process in ["self", *args.watch]:
+        found = io.usage(process)
+        if found is not None:
+            pid, fds, rss_kb = found
+            io.out(FORMATS["sample"].format(index=index, process=process, pid=pid, fds=fds, rss_kb=rss_kb))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

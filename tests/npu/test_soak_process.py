@@ -1,0 +1,97 @@
+"""The soak in one long-lived process (manual 4.2.1), run by a real pytest over the repo's soak suite on
+simulated boards whose runtime leaks: memory in the process holding the context (``mem-leak``), descriptors in
+rknn_server (``fd-leak``). Each fails with its growth rate and samples; a suite's ``soak_limits`` mark decides
+what growth it tolerates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.sim_leftovers import own_sim_home
+
+from harness.npu.soak_process import ProcessSoak, Sample, SoakLimits, parse_samples
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+HARD_STOP_S = 180
+BOARDS = """
+[boards.memleak-rv1126]
+chip = "rv1126"
+sim = { profile = "rv1126", faults = ["mem-leak=256"] }
+
+[boards.fdleak-rk3588]
+chip = "rk3588"
+sim = { profile = "rk3588", faults = ["fd-leak=1"] }
+"""
+ONE_MODEL = ("-k", "one_process and classifier and not batch and not int8")
+
+
+@pytest.fixture
+def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    pytester.makefile(".toml", boards=BOARDS)
+    with own_sim_home(tmp_path_factory, monkeypatch):
+        yield pytester
+
+
+def run(lab: pytest.Pytester, board: str, *args: str) -> pytest.RunResult:
+    return lab.runpytest_subprocess(
+        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
+        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), *args, timeout=HARD_STOP_S)
+
+
+def test_a_memory_leak_fails_the_soak_with_its_rate(lab: pytest.Pytester) -> None:
+    result = run(lab, "memleak-rv1126", *ONE_MODEL, "--soak-inferences", "100", str(REPO / "suites" / "test_soak.py"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*memory leak (manual 4.2.1): resident memory of the runner holding the context "
+                                 "(pid *) on memleak-rv1126 grew by 25600 kB over 100 inferences of classifier "
+                                 "(256000 kB per 1000 inferences; allowed 1024); VmRSS kB: *"])
+
+
+def test_a_descriptor_leak_in_rknn_server_fails_the_soak_with_its_rate(lab: pytest.Pytester) -> None:
+    result = run(lab, "fdleak-rk3588", *ONE_MODEL, "--soak-inferences", "60", str(REPO / "suites" / "test_soak.py"))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*file descriptor leak (manual 4.2.1): open fds of rknn_server (pid *) on "
+                                 "fdleak-rk3588 grew by 60 over 60 inferences of classifier (1000.0 per 1000 "
+                                 "inferences; allowed growth 0); samples: *"])
+
+
+def test_a_suite_sets_its_own_limits(lab: pytest.Pytester) -> None:
+    lab.makepyfile(test_lenient='''
+import pytest
+
+from harness.npu.soak_process import soak_process
+
+pytestmark = pytest.mark.soak_limits(max_rss_kb_per_1k=300000)
+
+
+def test_soak(board, model_package, npu_push, soak_limits):
+    assert soak_limits.max_rss_kb_per_1k == 300000
+    result = soak_process(board, model_package, inferences=40, remote=npu_push(model_package), limits=soak_limits)
+    assert result.growth("self")[1] == 40 * 256 and result.failures() == []
+
+
+@pytest.mark.soak_limits(max_rss_kb=1)
+def test_a_misspelt_limit_is_one_line(soak_limits):
+    pass
+''')
+    result = run(lab, "memleak-rv1126", "-k", "classifier and not batch and not int8 or misspelt", "-rA",
+                 "--models-dir", str(REPO / "suites" / "models"))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*@pytest.mark.soak_limits: *unexpected keyword argument 'max_rss_kb'; use "
+                                 "max_fd_growth=N, max_rss_kb_per_1k=KB*"])
+
+
+def test_samples_parse_and_growth_is_from_the_first_sample_to_the_last() -> None:
+    text = ("iteration 0: 1.000 ms\nsample 0: self pid=7 fds=4 rss_kb=100\nsample 0: rknn_server pid=3 fds=6 "
+            "rss_kb=50\r\nsample 10: self pid=7 fds=5 rss_kb=120\nsample 20: self pid=7 fds=5 rss_kb=140\n")
+    samples = parse_samples(text)
+    assert samples["self"] == [Sample(0, 7, 4, 100), Sample(10, 7, 5, 120), Sample(20, 7, 5, 140)]
+    soak = ProcessSoak("m", "b", 20, SoakLimits(max_fd_growth=1, max_rss_kb_per_1k=2000), samples)
+    assert soak.growth("self") == (1, 40, 20) and soak.growth("rknn_server") == (0, 0, 0)
+    assert soak.failures() == []  # 1 fd allowed; 2000 kB per 1000 inferences allowed
+    tight = ProcessSoak("m", "b", 20, SoakLimits(), samples)
+    assert [f.split(":")[0] for f in tight.failures()] == ["file descriptor leak (manual 4.2.1)",
+                                                           "memory leak (manual 4.2.1)"]
