@@ -68,3 +68,10 @@ def require_extra(module: str, extra: str, purpose: str) -> None:
 
     if importlib.util.find_spec(module) is None:
         raise MissingExtra(f"{purpose} needs {module}, which is not installed: pip install 'npu-hil[{extra}]'")
+
+
+def printable(text: object) -> str:
+    """A name as it can stand in a one-line message: control characters (a newline in a quoted TOML key or a
+    command-line tag) are escaped, so every fault stays on its own line."""
+    text = str(text)
+    return text if text.isprintable() else repr(text)[1:-1]

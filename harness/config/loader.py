@@ -16,19 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.config.models import BoardSpec, Defaults
-from harness.errors import ConfigError
+from harness.errors import ConfigError, printable
 
 SIM_PREFIX = "sim-"
 #: Names the board a ``--board-tag`` reservation gets, e.g. ``reserved-soc=rk3588``: not a place name, since
 #: which place the coordinator hands out is only known once it is acquired.
 RESERVED_PREFIX = "reserved-"
-
-
-def _printable(text: object) -> str:
-    """A name as it can stand in a one-line message: control characters (a newline in a quoted TOML key or a
-    command-line tag) are escaped, so every fault stays on its own line."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _describe(value: Any) -> str:
@@ -39,7 +32,7 @@ def _describe(value: Any) -> str:
 def _format_errors(source: str, where: str, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(_printable(p) for p in err["loc"]) or "(entry)"
+        key = ".".join(printable(p) for p in err["loc"]) or "(entry)"
         msg = err["msg"].removeprefix("Value error, ")
         found = "" if err["type"] in ("missing", "value_error") else f", found {_describe(err.get('input'))}"
         if err["type"] == "extra_forbidden":
@@ -88,7 +81,7 @@ class Inventory:
             raise ConfigError(f"--board {name!r}: no real {name.lower()} board in {where}; add one (see the "
                               f"README, \"A real lab\") or run on a simulated one with "
                               f"--board {SIM_PREFIX}{name.lower()}")
-        known = ", ".join(_printable(n) for n in sorted(self.boards)) or "none"
+        known = ", ".join(printable(n) for n in sorted(self.boards)) or "none"
         raise ConfigError(f"unknown board {name!r} in {where}; known boards: {known} "
                           f"(simulated: sim-<profile>, e.g. sim-rv1126)")
 
@@ -101,7 +94,7 @@ class Inventory:
         try:
             return self.get(name)
         except ConfigError as exc:
-            raise ConfigError(f"[defaults] board = {_printable(name)}: {exc}") from None
+            raise ConfigError(f"[defaults] board = {printable(name)}: {exc}") from None
 
     def select(self, names: list[str] = (), tags: list[str] = ()) -> list[BoardSpec]:
         """Boards by name (or chip), then those carrying every one of ``tags`` (``tag`` or ``chip=rk3588``)."""
@@ -116,7 +109,7 @@ class Inventory:
             if not chosen:
                 reservation = self._reservation(tags)
                 if reservation is None:
-                    raise ConfigError(f"no board in {self.path} has tag(s) {_printable(', '.join(tags))}")
+                    raise ConfigError(f"no board in {self.path} has tag(s) {printable(', '.join(tags))}")
                 chosen[reservation.name] = reservation
         return list(chosen.values())
 
@@ -127,15 +120,15 @@ class Inventory:
             return None
         bad = [t for t in tags if "=" not in t]
         if bad:
-            raise ConfigError(f"no board in {self.path or 'the inventory'} has tag(s) {_printable(', '.join(tags))}; "
+            raise ConfigError(f"no board in {self.path or 'the inventory'} has tag(s) {printable(', '.join(tags))}; "
                               f"to reserve a labgrid place every --board-tag must be KEY=VALUE (e.g. soc=rk3588), "
-                              f"found {_printable(', '.join(bad))}")
+                              f"found {printable(', '.join(bad))}")
         filters = dict(t.split("=", 1) for t in tags)
         if "chip" in filters:
             filters["soc"] = filters.pop("chip")
         chip = filters.get("soc", "").lower()
         if not chip:
-            raise ConfigError(f"--board-tag {_printable(' '.join(tags))}: reserving a labgrid place needs soc=<chip> "
+            raise ConfigError(f"--board-tag {printable(' '.join(tags))}: reserving a labgrid place needs soc=<chip> "
                               f"among the tags (the chip decides the toolkit and the tests)")
         name = RESERVED_PREFIX + ",".join(f"{k}={v}" for k, v in filters.items())
         try:
@@ -144,8 +137,8 @@ class Inventory:
             raise ConfigError(_format_errors("--board-tag", name, exc).replace("\n", "; ")) from None
         problems = _check_references("--board-tag", spec)
         if problems:
-            where = f"[boards.{_printable(name)}]: "
-            raise ConfigError(problems[0].replace(where, f"{_printable(' '.join(tags))}: "))
+            where = f"[boards.{printable(name)}]: "
+            raise ConfigError(problems[0].replace(where, f"{printable(' '.join(tags))}: "))
         return spec
 
     def default_coordinator(self) -> str | None:
@@ -168,7 +161,7 @@ class Inventory:
 
 
 def _no_coordinator(source: str, name: str) -> str:
-    return (f"{source}: [boards.{_printable(name)}]: coordinator: a labgrid place board needs a coordinator: set "
+    return (f"{source}: [boards.{printable(name)}]: coordinator: a labgrid place board needs a coordinator: set "
             f"coordinator = \"HOST:PORT\" on the board or in [defaults], or export LG_COORDINATOR")
 
 
@@ -186,9 +179,11 @@ def parse_inventory(text: str, source: str = "boards.toml", path: Path | None = 
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
         raise ConfigError(f"{source}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # tomllib's int() of a number with more than 4300 digits
+        raise ConfigError(f"{source}: not valid TOML: {str(exc).split(':')[0].lower()} (a number too long)") from None
     unknown = set(data) - {"defaults", "boards"}
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level table(s) {', '.join(_printable(k) for k in sorted(unknown))}; "
+        raise ConfigError(f"{source}: unknown top-level table(s) {', '.join(printable(k) for k in sorted(unknown))}; "
                           f"expected [defaults] and [boards.NAME]")
     errors: list[str] = []
     defaults = Defaults()
@@ -205,7 +200,7 @@ def parse_inventory(text: str, source: str = "boards.toml", path: Path | None = 
     if not isinstance(raw_boards, dict):
         raise ConfigError(f"{source}: 'boards' must be tables [boards.NAME], found {_describe(raw_boards)}")
     for name, entry in raw_boards.items():
-        label = _printable(name)
+        label = printable(name)
         if not isinstance(entry, dict):
             errors.append(f"{source}: [boards.{label}]: expected a table, found {_describe(entry)}")
             continue
@@ -234,18 +229,18 @@ def _check_references(source: str, spec: BoardSpec) -> list[str]:
     errors = []
     chips = load_chips()
     if spec.chip not in chips:
-        errors.append(f"{source}: [boards.{_printable(spec.name)}]: chip: unknown chip {spec.chip!r}; "
+        errors.append(f"{source}: [boards.{printable(spec.name)}]: chip: unknown chip {spec.chip!r}; "
                       f"known: {', '.join(sorted(chips))}")
     from harness.links.power import make_power
 
     if not spec.is_simulated:
         try:
-            make_power(dict(spec.power), _printable(spec.name))  # builds the driver only: no side effects
+            make_power(dict(spec.power), printable(spec.name))  # builds the driver only: no side effects
         except ConfigError as exc:
             errors.append(f"{source}: {exc}")
     if spec.sim and spec.sim.profile.removeprefix(SIM_PREFIX) not in known_profiles() \
             and not spec.sim.profile.endswith(".toml"):
-        errors.append(f"{source}: [boards.{_printable(spec.name)}]: sim.profile: unknown profile {spec.sim.profile!r}; "
+        errors.append(f"{source}: [boards.{printable(spec.name)}]: sim.profile: unknown profile {spec.sim.profile!r}; "
                       f"known: {', '.join(known_profiles())}")
     return errors
 

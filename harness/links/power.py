@@ -19,7 +19,7 @@ import time
 from string import Formatter
 from typing import Any, Protocol, runtime_checkable
 
-from harness.errors import BoardError, ConfigError, HarnessError
+from harness.errors import BoardError, ConfigError, HarnessError, printable
 
 DEFAULT_OFF_SECONDS = 2.0  # long enough for a board's capacitors to drain, so it really resets
 
@@ -266,7 +266,7 @@ def make_power(spec: dict[str, Any], board_name: str) -> PowerDriver:
         raise ConfigError(f"{where}: unknown power type {kind!r}; one of {', '.join(_KEYS)}")
     unknown = sorted(set(spec) - _KEYS[kind])
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for type {kind!r}; "
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(printable(k) for k in unknown)} for type {kind!r}; "
                           f"allowed: {', '.join(sorted(_KEYS[kind])) or 'none'}")
     missing = sorted(_REQUIRED.get(kind, set()) - set(spec))
     if missing:

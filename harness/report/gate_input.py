@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, printable
 from harness.npu.probes import RECORDED_COMPONENTS
 from harness.report.results import PART_GLOB, RESULTS_FILE, merge_results, read_parts
 from harness.report.results import SCHEMA_VERSION as SCHEMA
@@ -81,8 +81,10 @@ class BoardEntry(_Open):
         if info.field_name == "versions":
             inner = [value.get(c) for c in RECORDED_COMPONENTS]
         else:
+            inner = [value.get("expected")]
             mismatches = value.get("mismatches") or []
-            inner = [value.get("expected"), *(mismatches if isinstance(mismatches, list) else [mismatches])]
+            if not isinstance(mismatches, list) or not all(isinstance(m, dict) for m in mismatches):
+                raise ValueError("matrix.mismatches must be a list of objects (component, expected, found)")
         if not all(v is None or isinstance(v, dict) for v in inner):
             raise ValueError(f"{info.field_name} holds a non-object where the gate reads an object")
         return value
@@ -159,9 +161,9 @@ def load_run(path: Path) -> Run:
 def first_error(exc: ValidationError) -> str:
     """A pydantic error as one line: where, what, and how many more (the gate's inputs are files people wrote)."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    where = ".".join(printable(p) for p in first["loc"]) or "(top level)"  # a key may hold a newline
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}{more}"
+    return f"{where}: {printable(first['msg'].removeprefix('Value error, '))}{more}"
 
 
 def _merged_parts(path: Path, name: str) -> tuple[dict[str, Any], str]:

@@ -9,6 +9,10 @@ UnicodeDecodeError, TypeError, RecursionError, ... that would surface as a trace
 
 ``derandomize=True`` and no example database: every run tries the same examples (CI is reproducible and a test
 never fails only on one machine); ``deadline=None``: the machine is shared, so one slow example is no failure.
+
+A longer local run: ``NPU_HIL_FUZZ_EXAMPLES=5000 .venv/bin/pytest tests/fuzz`` tries that many examples per
+test, new ones each run (``--hypothesis-seed N`` repeats one; a failure prints its reproduction blob); CI keeps
+the fixed 200, about 12 s for every parser together.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +30,14 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None, print_blob=False,
+LONG_RUN = os.environ.get("NPU_HIL_FUZZ_EXAMPLES")
+EXAMPLES = int(LONG_RUN or 200)
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG_RUN, database=None,
+                print_blob=bool(LONG_RUN),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.filter_too_much, HealthCheck.large_base_example])
 #: For the tests whose one example writes files or hashes kilobytes.
-FUZZ_SLOW = settings(FUZZ, max_examples=150)
+FUZZ_SLOW = settings(FUZZ, max_examples=max(1, EXAMPLES * 3 // 4))
 
 
 # ------------------------------------------------------------------------------------------------ bytes

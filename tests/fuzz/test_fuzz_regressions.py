@@ -26,10 +26,17 @@ HUGE = "1." + "9" * 5000  # int() refuses more than 4300 digits with a ValueErro
     (BOARD + 'name = "c"\n', r"\[boards.b\]: name: unknown key"),              # was TypeError (name given twice)
     ("x = " + "[" * 2000 + "]" * 2000 + "\n", "nested too deeply"),           # was RecursionError in tomllib
     (BOARD + "power = { type = [] }\n", "power.type: expected a string"),    # was TypeError (unhashable type)
+    ("x = " + "9" * 5000 + "\n", "a number too long"),                       # was ValueError in tomllib's int()
 ])
 def test_inventory_faults_are_config_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_inventory(text)
+
+
+def test_a_newline_in_an_unknown_power_key_stays_on_one_line() -> None:  # found by a 3000-example run
+    with pytest.raises(ConfigError) as caught:
+        parse_inventory(BOARD + 'power = { type = "command", on_cmd = "a", off_cmd = "b", "\\n" = [] }\n')
+    assert "\n" not in str(caught.value) and "unknown key(s) \\n for type 'command'" in str(caught.value)
 
 
 def test_a_newline_in_a_quoted_key_keeps_one_line_per_fault() -> None:
@@ -91,3 +98,21 @@ def test_board_entries_the_gate_cannot_read(tmp_path: Path, board: dict) -> None
                                                        "boards": {"b": board}}))
     with pytest.raises(ConfigError, match="not a results file: boards.b"):  # was AttributeError in gate.py
         gate([tmp_path])
+
+
+@pytest.mark.parametrize("mismatches", [[None], [1], "driver"])
+def test_matrix_mismatches_that_are_not_objects(tmp_path: Path, mismatches) -> None:  # found by a 3000-example run
+    board = {"chip": "rk3588", "matrix": {"ok": False, "mismatches": mismatches}}
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "run_id": "r", "complete": True,
+                                                       "boards": {"b": board}, "tests": []}))
+    with pytest.raises(ConfigError, match="matrix.mismatches must be a list of objects"):  # was AttributeError
+        gate([tmp_path])
+
+
+def test_a_newline_in_a_results_key_keeps_the_error_on_one_line(tmp_path: Path) -> None:  # found by a long run
+    test = {"nodeid": "t", "outcome": "failed", "latency": [{"model": "m", "stats": {"\n": []}}]}
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": 1, "run_id": "r", "complete": True,
+                                                       "tests": [test]}))
+    with pytest.raises(ConfigError) as caught:
+        load_run(tmp_path)
+    assert "\n" not in str(caught.value) and "stats.\\n" in str(caught.value)
