@@ -14,19 +14,16 @@ import pty
 import selectors
 import subprocess
 import threading
-from typing import TYPE_CHECKING
 
 from harness.sim import adb_wire as wire
 from harness.sim import board_exec
-
-if TYPE_CHECKING:
-    from harness.sim.adbd import AdbDaemon, Stream
+from harness.sim.adbd_stream import ServiceHost, Stream
 
 
 class _ShellSession:
     """A board command behind a shell/exec stream: pipes (raw) or a pty, v1 (bare bytes) or v2 (packets)."""
 
-    def __init__(self, daemon: AdbDaemon, stream: Stream, command: str, *, v2: bool, use_pty: bool,
+    def __init__(self, daemon: ServiceHost, stream: Stream, command: str, *, v2: bool, use_pty: bool,
                  env: dict[str, str]) -> None:
         self.daemon, self.stream, self.command = daemon, stream, command
         self.v2, self.use_pty, self.env = v2, use_pty, env
@@ -141,7 +138,7 @@ class _ShellSession:
             pass  # the command exited or closed its input: what it did not read is lost, as on a board
 
 
-def shell_service(daemon: AdbDaemon, stream: Stream, args: list[str], command: str) -> None:
+def shell_service(daemon: ServiceHost, stream: Stream, args: list[str], command: str) -> None:
     """``shell[,v2][,TERM=x][,raw|pty]:cmd``; like adbd, no command means a pty, a command means pipes."""
     terms = [a[5:] for a in args if a.startswith("TERM=")]
     env = {"TERM": terms[-1]} if terms else {}
@@ -149,6 +146,6 @@ def shell_service(daemon: AdbDaemon, stream: Stream, args: list[str], command: s
     _ShellSession(daemon, stream, command, v2="v2" in args, use_pty=use_pty, env=env).run()
 
 
-def exec_service(daemon: AdbDaemon, stream: Stream, args: list[str], command: str) -> None:
+def exec_service(daemon: ServiceHost, stream: Stream, args: list[str], command: str) -> None:
     """``exec:cmd``: binary-clean output over pipes, stderr merged into it as adbd does."""
     _ShellSession(daemon, stream, command, v2=False, use_pty=False, env={}).run()

@@ -13,13 +13,10 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.sim import adb_wire as wire
+from harness.sim.adbd_stream import ServiceHost, Stream
 from harness.sim.context import BoardContext
-
-if TYPE_CHECKING:
-    from harness.sim.adbd import AdbDaemon, Stream
 
 
 class _AtomicFile:
@@ -201,6 +198,6 @@ class SyncSession:
         return True
 
 
-def sync_service(daemon: AdbDaemon, stream: Stream, args: list[str], argument: str) -> None:
+def sync_service(daemon: ServiceHost, stream: Stream, args: list[str], argument: str) -> None:
     """``sync:``: one SyncSession on the stream, until the host sends QUIT or goes away."""
     SyncSession(daemon.ctx, stream).run()

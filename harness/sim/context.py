@@ -9,14 +9,29 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from harness.sim import board_exec, rootpath
 from harness.sim.faults import FaultSet
 from harness.sim.profile import Profile
 
-if TYPE_CHECKING:
-    from harness.sim.kernel import Kernel
+
+class BoardKernel(Protocol):
+    """What the board's services may ask of its simulated kernel (:class:`harness.sim.kernel.Kernel`, which
+    builds on this context: the protocol keeps the context the lower of the two)."""
+
+    proc: Path
+    server_pid: int | None
+
+    def log(self, message: str) -> None: ...
+    def request_reboot(self, mode: str = "") -> None: ...
+    def start_process(self, comm: str, cmdline: list[str], fds: int = 3, rss_kb: int = 6212) -> int: ...
+    def stop_process(self, pid: int) -> None: ...
+    def find_process(self, comm: str) -> int | None: ...
+    def fd_count(self, pid: int) -> int: ...
+    def add_fds(self, pid: int, count: int) -> int: ...
+    def rss_kb(self, pid: int) -> int | None: ...
+    def add_rss(self, pid: int, kb: int) -> int | None: ...
 
 
 @dataclass
@@ -26,7 +41,7 @@ class BoardContext:
     root: Path
     state_dir: Path
     faults: FaultSet
-    kernel: "Kernel | None" = None
+    kernel: BoardKernel | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def spawn_shell(self, command: str | None, *, env: dict[str, str] | None = None, login: bool = False,
