@@ -52,7 +52,7 @@ def main() -> int:
         takes, notices = [], []
         for _ in range(args.rounds):
             lock = FileBoardLock("bench-board", lock_dir, run_id="bench")
-            takes.append(timed(lambda: (lock.acquire(0), lock.release())))
+            takes.append(timed(lambda lock=lock: (lock.acquire(0), lock.release())))
         for _ in range(max(1, args.rounds // 4)):
             notices.append(notice_once(lock_dir))
     for label, values in (("acquire+release", takes), ("notice release", notices)):

@@ -75,7 +75,7 @@ def main() -> int:
             inv = load_inventory(stand.boards_file)
             spec = inv.get("rv1126-01")
             checks, acquires, notices = [], [], []
-            for i in range(args.rounds):
+            for _ in range(args.rounds):
                 lock = PlaceLock(spec, inv)
                 checks.append(timed(lock.check))
                 acquires.append(timed(lambda lock=lock: (lock.acquire(0), resolve_links(spec, inv, root))))

@@ -175,7 +175,7 @@ def test_mark_broken_refuses_every_later_command_and_transfer(board: Board, tmp_
         "push": lambda: board.push(tmp_path / "f", "/tmp/ran-while-broken"),
         "pull": lambda: board.pull("/etc/version", tmp_path / "v"),
     }
-    for what, call in calls.items():
+    for call in calls.values():
         with pytest.raises(BoardError, match=r"marked broken .*recovery by power cycle failed"):
             call()
     assert len(board.history) == before

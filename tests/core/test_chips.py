@@ -8,6 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from harness.chips import chip, chip_by_usb_pid, chips_by_usb_pid, load_chips, parse_chips, usb_ids
 from harness.errors import ConfigError
@@ -107,8 +108,8 @@ def test_lookups():
 def test_load_chips_returns_a_copy():
     load_chips().pop("rk3588")
     assert "rk3588" in load_chips()
-    with pytest.raises(Exception):
-        chip("rk3588").npu_cores = 1  # frozen
+    with pytest.raises(ValidationError, match="frozen"):
+        chip("rk3588").npu_cores = 1
 
 
 def _with(change: dict) -> dict:

@@ -214,7 +214,7 @@ def test_categories_and_environment_properties(run: Run) -> None:
 def test_junit_xml_carries_board_properties(run: Run) -> None:
     cases = {case.get("name"): case for case in ET.parse(run.root / "junit.xml").getroot().iter("testcase")}
     assert set(cases) == set(OUTCOMES)
-    for name, case in cases.items():
+    for case in cases.values():
         props = [(p.get("name"), p.get("value")) for p in case.iter("property")]
         assert ("board", "sim-rv1126") in props and ("chip", "rv1126") in props and ("npu", "rknpu1") in props
     versions = dict((p.get("name"), p.get("value")) for p in cases["test_link_timeout"].iter("property"))
