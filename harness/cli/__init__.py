@@ -14,7 +14,8 @@ from harness import __version__
 from harness.errors import ConfigError, HarnessError
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("sim", "boards", "versions", "doctor", "model", "firmware", "report", "gate", "baseline", "nightly", "lab")
+COMMANDS = ("sim", "boards", "versions", "doctor", "model", "runner", "firmware", "report", "gate", "baseline",
+            "nightly", "lab")
 
 
 def build_parser() -> argparse.ArgumentParser:

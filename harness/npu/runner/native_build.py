@@ -1,0 +1,91 @@
+"""Build the native runner (``runner/native/npu_hil_runner.c``) with a C compiler: ``npu-hil runner build``.
+
+One source, two ABIs (``rknn_decls.h``): ``rknpu1`` for librknn_api.so (RV1109/RV1126, RK1808) and ``rknpu2``
+for librknnrt.so. This builds for the compiler's own architecture (``cc``, or ``CC``); with ``stub=True`` it
+also builds the stand-in runtime library (``stub_runtime.c``) that lets the runner be tested on the build host.
+A missing compiler or a compile error is one HarnessError line naming the command.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from harness.errors import ConfigError, HarnessError
+
+SOURCES = Path(str(resources.files("harness.npu.runner").joinpath("native")))
+ABIS = {"rknpu1": ["-DNPU_HIL_RKNPU1"], "rknpu2": []}
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=c99"]
+COMPILE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Built:
+    abi: str
+    arch: str
+    runner: Path
+    stub: Path | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"abi": self.abi, "arch": self.arch, "runner": str(self.runner),
+                "stub": str(self.stub) if self.stub else None}
+
+
+def compiler(cc: str | None = None) -> str:
+    """The C compiler to use: ``cc``, else $CC, else ``cc``; ConfigError when it is not installed."""
+    name = cc or os.environ.get("CC") or "cc"
+    found = shutil.which(shlex.split(name)[0]) if name.strip() else None
+    if found is None:
+        raise ConfigError(f"no C compiler {name!r}: install one (Debian: apt-get install gcc) or pass --cc")
+    return name
+
+
+def target_arch(cc: str) -> str:
+    """What ``cc`` builds for (``cc -dumpmachine``'s first field, e.g. x86_64, aarch64, arm)."""
+    try:
+        machine = subprocess.run([*shlex.split(cc), "-dumpmachine"], capture_output=True, text=True,
+                                 timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        machine = ""
+    return machine.split("-")[0] or platform.machine()
+
+
+def _compile(cc: str, args: list[str]) -> None:
+    command = [*shlex.split(cc), *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{shlex.join(command)} did not finish within {COMPILE_TIMEOUT_S:g} s") from None
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-4:])
+        raise HarnessError(f"compiling the native runner failed ({shlex.join(command)}): {tail}")
+
+
+def build(out_dir: Path, *, cc: str | None = None, abis: tuple[str, ...] = tuple(ABIS),
+          stub: bool = False) -> list[Built]:
+    """Build the runner (and the stub runtime) for each ABI into ``out_dir``; what was built, per ABI."""
+    unknown = sorted(set(abis) - set(ABIS))
+    if unknown:
+        raise ConfigError(f"unknown runner ABI(s) {', '.join(unknown)}; one of {', '.join(ABIS)}")
+    cc = compiler(cc)
+    arch = target_arch(cc)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    built = []
+    for abi in abis:
+        runner = out_dir / f"npu_hil_runner-{abi}-{arch}"
+        _compile(cc, [*CFLAGS, *ABIS[abi], "-I", str(SOURCES), "-o", str(runner),
+                      str(SOURCES / "npu_hil_runner.c"), "-ldl"])
+        library = None
+        if stub:
+            library = out_dir / f"libstub_rknn-{abi}-{arch}.so"
+            _compile(cc, [*CFLAGS, *ABIS[abi], "-shared", "-fPIC", "-I", str(SOURCES), "-o", str(library),
+                          str(SOURCES / "stub_runtime.c")])
+        built.append(Built(abi, arch, runner, library))
+    return built
