@@ -6,13 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.npu.runner.native_build import ABIS, build
+from harness.npu.runner.native_build import ABIS, ARCHES, build
 
 DEFAULT_OUT = Path("build/runner")
 
 
 def _build(args: argparse.Namespace) -> int:
-    built = build(Path(args.out), cc=args.cc, abis=tuple(args.abi or ABIS), stub=args.stub)
+    built = [b for arch in (args.arch or ["host"])
+             for b in build(Path(args.out), cc=args.cc, abis=tuple(args.abi or ABIS), stub=args.stub, arch=arch)]
     if args.json:
         print(json.dumps([b.to_dict() for b in built], indent=2))
         return 0
@@ -27,12 +28,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = actions.add_parser("build", help="compile the C runner for each runtime ABI and print the binaries' paths",
                            description="Compiles harness/npu/runner/native/npu_hil_runner.c once per runtime ABI: "
                                        "rknpu1 (librknn_api.so: RV1109/RV1126, RK1808) and rknpu2 (librknnrt.so), "
-                                       "for the compiler's architecture. The runner prints the same protocol as "
-                                       "the Python runner and opens the runtime with dlopen (--lib PATH at run "
-                                       "time). --stub also builds a stand-in runtime library for testing on the "
-                                       "build host.")
+                                       "for the host or, with --arch, a board's architecture. The runner prints "
+                                       "the same protocol as the Python runner and opens the runtime with dlopen "
+                                       "(--lib PATH at run time). --stub also builds a stand-in runtime library "
+                                       "for testing (ARM builds run here under qemu-user).")
     b.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help=f"where to put them (default {DEFAULT_OUT})")
-    b.add_argument("--cc", metavar="COMPILER", help="C compiler (default: $CC, else cc)")
+    b.add_argument("--arch", action="append", choices=["host", *ARCHES],
+                   help="target architecture (repeatable; default host): armhf for RV1109/RV1126 and RV1106, "
+                        "aarch64 for RK356x/RK3588/RK1808, with Debian's cross compilers")
+    b.add_argument("--cc", metavar="COMPILER", help="C compiler (default: $CC or cc; a board's: its cross gcc)")
     b.add_argument("--abi", action="append", choices=sorted(ABIS), help="build only this ABI (repeatable)")
     b.add_argument("--stub", action="store_true", help="also build the stub runtime library (host tests)")
     b.add_argument("--json", action="store_true", help="print what was built as JSON")

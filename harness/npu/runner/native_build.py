@@ -1,9 +1,11 @@
 """Build the native runner (``runner/native/npu_hil_runner.c``) with a C compiler: ``npu-hil runner build``.
 
 One source, two ABIs (``rknn_decls.h``): ``rknpu1`` for librknn_api.so (RV1109/RV1126, RK1808) and ``rknpu2``
-for librknnrt.so. This builds for the compiler's own architecture (``cc``, or ``CC``); with ``stub=True`` it
-also builds the stand-in runtime library (``stub_runtime.c``) that lets the runner be tested on the build host.
-A missing compiler or a compile error is one HarnessError line naming the command.
+for librknnrt.so. ``arch="host"`` builds with ``cc`` (or ``CC``); ``armhf`` (RV1109/RV1126, RV1106) and ``aarch64``
+(RK3566/RK3568/RK3588, RK1808) build with Debian's cross compilers. With ``stub=True`` it also builds the stand-in
+runtime library (``stub_runtime.c``) for the same architecture. An ARM binary runs on this host under Debian's
+qemu-user, invoked explicitly (:func:`emulator`; no binfmt_misc, which needs privileges). A missing compiler or
+a compile error is one ConfigError / HarnessError line naming the command and the package to install.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ from harness.errors import ConfigError, HarnessError
 
 SOURCES = Path(str(resources.files("harness.npu.runner").joinpath("native")))
 ABIS = {"rknpu1": ["-DNPU_HIL_RKNPU1"], "rknpu2": []}
+#: Board architectures: (cross compiler, its Debian package, qemu-user binary, the cross sysroot qemu reads)
+ARCHES = {
+    "armhf": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf", "qemu-arm", "/usr/arm-linux-gnueabihf"),
+    "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
+}
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=c99"]
 COMPILE_TIMEOUT_S = 120.0
 
@@ -32,18 +39,37 @@ class Built:
     runner: Path
     stub: Path | None = None
 
+    def command(self) -> list[str]:
+        """How to start the runner on this host (under qemu-user for a board's architecture)."""
+        return [*emulator(self.arch), str(self.runner)]
+
     def to_dict(self) -> dict[str, str | None]:
         return {"abi": self.abi, "arch": self.arch, "runner": str(self.runner),
                 "stub": str(self.stub) if self.stub else None}
 
 
-def compiler(cc: str | None = None) -> str:
-    """The C compiler to use: ``cc``, else $CC, else ``cc``; ConfigError when it is not installed."""
-    name = cc or os.environ.get("CC") or "cc"
+def compiler(cc: str | None = None, arch: str = "host") -> str:
+    """The C compiler for ``arch``: ``cc``, else (host) $CC or ``cc`` / (a board) Debian's cross compiler;
+    ConfigError naming the package when it is not installed."""
+    if arch != "host" and arch not in ARCHES:
+        raise ConfigError(f"unknown architecture {arch!r}; one of host, {', '.join(ARCHES)}")
+    name = cc or (ARCHES[arch][0] if arch != "host" else os.environ.get("CC") or "cc")
+    package = ARCHES[arch][1] if arch != "host" else "gcc"
     found = shutil.which(shlex.split(name)[0]) if name.strip() else None
     if found is None:
-        raise ConfigError(f"no C compiler {name!r}: install one (Debian: apt-get install gcc) or pass --cc")
+        raise ConfigError(f"no C compiler {name!r}: install one (Debian: apt-get install {package}) or pass --cc")
     return name
+
+
+def emulator(arch: str) -> list[str]:
+    """The command prefix that runs an ``arch`` binary on this host: [] for the host's own, else Debian's
+    qemu-user with the cross sysroot (``qemu-arm -L /usr/arm-linux-gnueabihf``)."""
+    if arch not in ARCHES:
+        return []
+    qemu, sysroot = ARCHES[arch][2], ARCHES[arch][3]
+    if shutil.which(qemu) is None:
+        raise ConfigError(f"{qemu} is not installed: apt-get install qemu-user (runs {arch} binaries here)")
+    return [qemu, "-L", sysroot]
 
 
 def target_arch(cc: str) -> str:
@@ -68,13 +94,13 @@ def _compile(cc: str, args: list[str]) -> None:
 
 
 def build(out_dir: Path, *, cc: str | None = None, abis: tuple[str, ...] = tuple(ABIS),
-          stub: bool = False) -> list[Built]:
-    """Build the runner (and the stub runtime) for each ABI into ``out_dir``; what was built, per ABI."""
+          stub: bool = False, arch: str = "host") -> list[Built]:
+    """Build the runner (and the stub runtime) for each ABI and ``arch`` into ``out_dir``; what was built."""
     unknown = sorted(set(abis) - set(ABIS))
     if unknown:
         raise ConfigError(f"unknown runner ABI(s) {', '.join(unknown)}; one of {', '.join(ABIS)}")
-    cc = compiler(cc)
-    arch = target_arch(cc)
+    cc = compiler(cc, arch)
+    arch = arch if arch != "host" else target_arch(cc)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     built = []

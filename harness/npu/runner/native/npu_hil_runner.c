@@ -134,6 +134,18 @@ static int bind_api(const char *lib, api_t *api) {
         fprintf(stderr, "error: cannot load the NPU runtime library %s: %s\n", lib, dlerror());
         return -1;
     }
+    /* The two ABIs cannot be told apart by rknn_init alone, and a call across them crashes (rknn_context and the
+     * structs differ in size): each library has a call the other generation lacks. */
+#if defined(NPU_HIL_RKNPU1)
+    const char *other = "rknn_dup_context", *other_name = "an RKNPU2 runtime (librknnrt)", *self = "rknpu1";
+#else
+    const char *other = "rknn_inputs_map", *other_name = "an RKNPU1 runtime (librknn_api)", *self = "rknpu2";
+#endif
+    if (dlsym(handle, other)) {
+        fprintf(stderr, "error: %s is %s (it has %s): this runner is the %s build; use the other one\n", lib,
+                other_name, other, self);
+        return -1;
+    }
     const char *names[] = {"rknn_init", "rknn_query", "rknn_inputs_set", "rknn_run", "rknn_outputs_get",
                            "rknn_outputs_release", "rknn_destroy"};
     void **slots[] = {(void **)&api->init, (void **)&api->query, (void **)&api->inputs_set, (void **)&api->run,

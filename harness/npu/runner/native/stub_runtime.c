@@ -95,3 +95,16 @@ int rknn_outputs_release(rknn_context context, uint32_t n_outputs, rknn_output o
 int rknn_destroy(rknn_context context) {
     return context == 0x5eed ? 0 : -7;
 }
+
+/* One call only this generation's library has, as the real ones do (the runner tells the ABIs apart by it). */
+#if defined(NPU_HIL_RKNPU1)
+int rknn_inputs_map(rknn_context context, uint32_t n_inputs, void *mem) {
+    (void)context, (void)n_inputs, (void)mem;
+    return -1;
+}
+#else
+int rknn_dup_context(rknn_context *context_in, rknn_context *context_out) {
+    (void)context_in, (void)context_out;
+    return -1;
+}
+#endif
