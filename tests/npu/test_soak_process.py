@@ -6,17 +6,13 @@ what growth it tolerates.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from support.sim_leftovers import own_sim_home
+from support.suite_lab import SUITES, run_suites, suite_lab
 
 from harness.npu.soak_process import ProcessSoak, Sample, SoakLimits, parse_samples
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
-HARD_STOP_S = 180
 BOARDS = """
 [boards.memleak-rv1126]
 chip = "rv1126"
@@ -31,31 +27,22 @@ ONE_MODEL = ("-k", "one_process and classifier and not batch and not int8")
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    pytester.makefile(".toml", boards=BOARDS)
-    with own_sim_home(tmp_path_factory, monkeypatch):
-        yield pytester
+    with suite_lab(pytester, tmp_path_factory, monkeypatch, BOARDS) as lab:
+        yield lab
 
 
-def run(lab: pytest.Pytester, board: str, *args: str) -> pytest.RunResult:
-    return lab.runpytest_subprocess(
-        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
-        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), *args, timeout=HARD_STOP_S)
-
-
-def test_a_memory_leak_fails_the_soak_with_its_rate(lab: pytest.Pytester) -> None:
-    result = run(lab, "memleak-rv1126", *ONE_MODEL, "--soak-inferences", "100", str(REPO / "suites" / "test_soak.py"))
+@pytest.mark.parametrize("board, inferences, finding", [
+    ("memleak-rv1126", "100", "*memory leak (manual 4.2.1): resident memory of the runner holding the context "
+                              "(pid *) on memleak-rv1126 grew by 25600 kB over 100 inferences of classifier "
+                              "(256000 kB per 1000 inferences; allowed 1024); VmRSS kB: *"),
+    ("fdleak-rk3588", "60", "*file descriptor leak (manual 4.2.1): open fds of rknn_server (pid *) on "
+                            "fdleak-rk3588 grew by 60 over 60 inferences of classifier (1000.0 per 1000 "
+                            "inferences; allowed growth 0); samples: *"),
+], ids=["memory-in-the-process", "descriptors-in-rknn_server"])
+def test_a_leak_fails_the_soak_with_its_rate(lab: pytest.Pytester, board: str, inferences: str, finding: str) -> None:
+    result = run_suites(lab, board, *ONE_MODEL, "--soak-inferences", inferences, str(SUITES / "test_soak.py"))
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*memory leak (manual 4.2.1): resident memory of the runner holding the context "
-                                 "(pid *) on memleak-rv1126 grew by 25600 kB over 100 inferences of classifier "
-                                 "(256000 kB per 1000 inferences; allowed 1024); VmRSS kB: *"])
-
-
-def test_a_descriptor_leak_in_rknn_server_fails_the_soak_with_its_rate(lab: pytest.Pytester) -> None:
-    result = run(lab, "fdleak-rk3588", *ONE_MODEL, "--soak-inferences", "60", str(REPO / "suites" / "test_soak.py"))
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*file descriptor leak (manual 4.2.1): open fds of rknn_server (pid *) on "
-                                 "fdleak-rk3588 grew by 60 over 60 inferences of classifier (1000.0 per 1000 "
-                                 "inferences; allowed growth 0); samples: *"])
+    result.stdout.fnmatch_lines([finding])
 
 
 def test_a_suite_sets_its_own_limits(lab: pytest.Pytester) -> None:
@@ -77,8 +64,8 @@ def test_soak(board, model_package, npu_push, soak_limits):
 def test_a_misspelt_limit_is_one_line(soak_limits):
     pass
 ''')
-    result = run(lab, "memleak-rv1126", "-k", "classifier and not batch and not int8 or misspelt", "-rA",
-                 "--models-dir", str(REPO / "suites" / "models"))
+    result = run_suites(lab, "memleak-rv1126", "-k", "classifier and not batch and not int8 or misspelt", "-rA",
+                        "--models-dir", str(SUITES / "models"))
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*@pytest.mark.soak_limits: *unexpected keyword argument 'max_rss_kb'; use "
                                  "max_fd_growth=N, max_rss_kb_per_1k=KB*"])

@@ -9,19 +9,13 @@ attachments and the test's report. ``--no-verbose-rerun`` turns it off; an NPU h
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from support.sim_leftovers import own_sim_home
+from support.suite_lab import SUITES, TOOLKITS, run_suites, suite_lab
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
-HARD_STOP_S = 240
-BOARDS = """
-[defaults]
-toolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }
-
+BOARDS = TOOLKITS + """
 [boards.wrong-output]
 chip = "rv1126"
 sim = { profile = "rv1126", faults = ["wrong-output"] }
@@ -35,16 +29,12 @@ ONE_MODEL = "test_outputs_match_goldens and classifier and not batch and not int
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    pytester.makefile(".toml", boards=BOARDS)
-    with own_sim_home(tmp_path_factory, monkeypatch):
-        yield pytester
+    with suite_lab(pytester, tmp_path_factory, monkeypatch, BOARDS) as lab:
+        yield lab
 
 
 def run(lab: pytest.Pytester, board: str, run_id: str, *args: str) -> tuple[pytest.RunResult, dict]:
-    result = lab.runpytest_subprocess(
-        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
-        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "--run-id", run_id,
-        "-k", ONE_MODEL, str(REPO / "suites" / "test_inference.py"), *args, timeout=HARD_STOP_S)
+    result = run_suites(lab, board, "--run-id", run_id, "-k", ONE_MODEL, str(SUITES / "test_inference.py"), *args)
     results = json.loads((lab.path / "reports" / run_id / "results.json").read_text())
     return result, results
 
