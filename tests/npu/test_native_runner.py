@@ -111,3 +111,15 @@ def test_build_refuses_an_unknown_abi_and_a_missing_compiler(tmp_path) -> None:
         build(tmp_path, cc="no-such-cc")
     with pytest.raises(ConfigError, match="unknown architecture 'mips'"):
         build(tmp_path, arch="mips")
+
+
+@pytest.mark.parametrize("arch", [HOST, "armhf"])
+def test_the_runner_samples_itself_for_the_long_lived_soak(built, files, arch) -> None:
+    from harness.npu.soak_process import parse_samples
+
+    done = run(built, "rknpu1", files, "--sample-every", "2", "--watch", "no-such-process", arch=arch)
+    assert done.returncode == 0, done.stderr
+    samples = parse_samples(done.stdout)
+    assert list(samples) == ["self"]  # a watched process that is not running prints nothing
+    assert [s.inferences for s in samples["self"]] == [0, 2, 4]
+    assert all(s.fds > 0 and s.rss_kb > 0 for s in samples["self"])  # read from /proc (qemu's, under qemu-user)

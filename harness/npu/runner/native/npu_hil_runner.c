@@ -5,7 +5,11 @@
  * npu_hil_runner.py, "Output protocol 1"), so the harness parses both the same way.
  *
  *   npu_hil_runner MODEL.rknn --input a.npy [--input b.npy ...] --loops N --warmup W --out DIR
- *                  [--data-format nhwc|nchw] [--lib PATH]
+ *                  [--data-format nhwc|nchw] [--lib PATH] [--sample-every K [--watch NAME ...]]
+ *
+ * --sample-every / --watch: the soak in one long-lived process, as the Python runner does it: before the first
+ * timed run and after every K-th, "sample I: PROCESS pid=P fds=F rss_kb=R" for this process ("self") and each
+ * watched one, read from /proc.
  *
  * The runtime library is opened with dlopen (--lib, else librknn_api.so on RKNPU1, librknnrt.so on RKNPU2), so
  * one binary serves any runtime release and a missing library is a clear error, not a loader failure. Inputs are
@@ -14,12 +18,14 @@
  * every failure is one "error: ..." line on stderr naming the runtime's own code (e.g. -6 RKNN_ERR_MODEL_INVALID).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rknn_decls.h"
 
@@ -122,6 +128,52 @@ static int save_npy(const char *path, const float *data, const rknn_tensor_attr 
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* The first process whose comm is `name` (lowest pid), or -1. */
+static long pid_of(const char *name) {
+    DIR *proc = opendir("/proc");
+    if (!proc) return -1;
+    long best = -1;
+    struct dirent *entry;
+    char path[64], comm[64];
+    while ((entry = readdir(proc))) {
+        char *end;
+        long pid = strtol(entry->d_name, &end, 10);
+        if (*end || pid <= 0) continue;
+        snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(comm, sizeof comm, f)) {
+            comm[strcspn(comm, "\n")] = '\0';
+            if (!strcmp(comm, name) && (best < 0 || pid < best)) best = pid;
+        }
+        fclose(f);
+    }
+    closedir(proc);
+    return best;
+}
+
+/* One "sample" line for `process` ("self" or a name); nothing when it is not running. */
+static void sample(int index, const char *process) {
+    long pid = !strcmp(process, "self") ? (long)getpid() : pid_of(process);
+    if (pid < 0) return;
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/fd", pid);
+    DIR *fds = opendir(path);
+    if (!fds) return;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(fds))) if (entry->d_name[0] != '.') count++;
+    closedir(fds);
+    if (pid == (long)getpid()) count--; /* the descriptor opendir itself held */
+    long rss = 0;
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *status = fopen(path, "r");
+    if (!status) return;
+    while (fgets(line, sizeof line, status)) if (!strncmp(line, "VmRSS:", 6)) rss = strtol(line + 6, NULL, 10);
+    fclose(status);
+    printf("sample %d: %s pid=%ld fds=%d rss_kb=%ld\n", index, process, pid, count, rss);
+}
+
 static double now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -161,8 +213,8 @@ static int bind_api(const char *lib, api_t *api) {
 }
 
 int main(int argc, char **argv) {
-    const char *model = NULL, *out_dir = NULL, *lib = DEFAULT_LIB, *inputs[MAX_TENSORS];
-    int n_inputs = 0, loops = -1, warmup = -1, fmt = RKNN_TENSOR_NHWC;
+    const char *model = NULL, *out_dir = NULL, *lib = DEFAULT_LIB, *inputs[MAX_TENSORS], *watch[MAX_TENSORS];
+    int n_inputs = 0, loops = -1, warmup = -1, fmt = RKNN_TENSOR_NHWC, sample_every = 0, n_watch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--input") && v && n_inputs < MAX_TENSORS) inputs[n_inputs++] = argv[++i];
@@ -170,11 +222,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--out") && v) out_dir = argv[++i];
         else if (!strcmp(a, "--lib") && v) lib = argv[++i];
+        else if (!strcmp(a, "--sample-every") && v) sample_every = atoi(argv[++i]);
+        else if (!strcmp(a, "--watch") && v && n_watch < MAX_TENSORS) watch[n_watch++] = argv[++i];
         else if (!strcmp(a, "--data-format") && v) fmt = !strcmp(argv[++i], "nchw") ? RKNN_TENSOR_NCHW : RKNN_TENSOR_NHWC;
         else if (a[0] != '-' && !model) model = a;
         else { fprintf(stderr, "error: unexpected argument %s\n", a); return EXIT_USAGE; }
     }
-    if (!model || !out_dir || !n_inputs || loops < 1 || warmup < 0) {
+    if (!model || !out_dir || !n_inputs || loops < 1 || warmup < 0 || sample_every < 0) {
         fprintf(stderr, "error: usage: npu_hil_runner MODEL.rknn --input a.npy [...] --loops N (>= 1) "
                         "--warmup W (>= 0) --out DIR [--data-format nhwc|nchw] [--lib PATH]\n");
         return EXIT_USAGE;
@@ -229,6 +283,10 @@ int main(int argc, char **argv) {
     rknn_output outs[MAX_TENSORS];
     double total = 0.0;
     for (int run = 0; run < warmup + loops; run++) {
+        if (sample_every && run == warmup) {
+            sample(0, "self");
+            for (int w = 0; w < n_watch; w++) sample(0, watch[w]);
+        }
         memset(outs, 0, sizeof outs);
         for (uint32_t i = 0; i < io.n_output; i++) { outs[i].want_float = 1; outs[i].index = i; }
         double start = now_ms();
@@ -243,7 +301,15 @@ int main(int argc, char **argv) {
         }
         if (run == 0) printf("first run: %.3f ms\n", ms);
         if (run < warmup) printf("warmup %d: %.3f ms\n", run, ms);
-        else { printf("iteration %d: %.3f ms\n", run - warmup, ms); total += ms; }
+        else {
+            printf("iteration %d: %.3f ms\n", run - warmup, ms);
+            total += ms;
+            int done = run - warmup + 1;
+            if (sample_every && done % sample_every == 0) {
+                sample(done, "self");
+                for (int w = 0; w < n_watch; w++) sample(done, watch[w]);
+            }
+        }
         fflush(stdout);
         if (run + 1 < warmup + loops) api.outputs_release(ctx, io.n_output, outs);
     }
