@@ -11,7 +11,9 @@ pytest interrupted or past ``--timeout``): cron's mail then says which.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,8 @@ from harness.session import new_run_id
 DEFAULT_ARCHIVE = Path("reports/nightly")
 DEFAULT_KEEP = 30
 DEFAULT_TIMEOUT_S = 6 * 3600.0
+#: How long pytest gets after SIGINT (to end the session and write its results) before SIGTERM
+STOP_GRACE_S = 15.0
 #: Written into every night folder this command made: the only folders ``--keep`` ever removes
 NIGHT_MARK = ".npu-hil-night"
 #: pytest's exit codes for a run that happened (all passed, some failed); any other means it could not be made
@@ -79,13 +83,35 @@ def _run_pytest(args: argparse.Namespace, boards: list[str], archive: Path, nigh
         command += ["--boards-file", args.boards_file]
     command += [a for a in args.pytest_args if a != "--"]
     print("$ " + " ".join(command), flush=True)
+    # its own process group, so a night past --timeout (or a Ctrl-C here) ends pytest and its xdist workers
+    # together, by pytest's PID; the simulated boards they started follow their owners down
+    proc = subprocess.Popen(command, start_new_session=True)
     try:
-        done = subprocess.run(command, timeout=args.timeout)
+        code = proc.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return f"pytest did not finish within --timeout {args.timeout:g} s"
-    if done.returncode not in RAN:
-        return f"pytest exited {done.returncode} (2 interrupted, 3 internal error, 4 usage error, 5 no tests)"
+        _stop_group(proc)
+        return f"pytest did not finish within --timeout {args.timeout:g} s (stopped with its workers)"
+    finally:
+        if proc.poll() is None:
+            _stop_group(proc)
+    if code not in RAN:
+        return f"pytest exited {code} (2 interrupted, 3 internal error, 4 usage error, 5 no tests)"
     return None
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT to pytest's process group (its PID), as Ctrl-C: pytest ends the session and writes what ran (a
+    partial results.json the gate reads as incomplete); SIGTERM, then SIGKILL, if it does not end in time."""
+    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _unreachable(run: object, boards: list[str]) -> str | None:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,33 @@ def test_gate_history_must_name_a_nightly_archive(tmp_path: Path) -> None:
     shown = npu_hil("gate", run, "--history", tmp_path / "archive", "--out", tmp_path / "gate", cwd=tmp_path)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert 'data-night="night-20261201-020000-1" data-verdict="GO"' in (tmp_path / "gate" / "gate.html").read_text()
+
+
+def test_a_night_past_its_timeout_is_stopped_with_its_workers_and_boards(lab: Path, monkeypatch) -> None:
+    (lab / "slow").mkdir()
+    (lab / "slow" / "test_slow.py").write_text("import time\n\n\ndef test_slow(board):\n    time.sleep(300)\n")
+    result = nightly(lab, "--timeout", "20", pytest_args=("-q", "slow/test_slow.py"))
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "NOT RUN: pytest did not finish within --timeout 20 s (stopped with its workers)" in result.stdout
+    night = next(p.name for p in (lab / "reports" / "nightly").iterdir() if p.name.startswith("night-"))
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and night.encode() in _cmdline(pid)]
+    assert left == [], "processes of the night outlived it"
+    # stopped as by Ctrl-C: pytest wrote what it had, and the history says why the night is void
+    results = json.loads((lab / "reports" / "nightly" / night / "results.json").read_text())
+    assert results["complete"] is False
+    [record] = [r for r in history.read(lab / "reports" / "nightly") if r["night"] == night][:1]
+    assert record["verdict"] == "NOT-RUN" and "--timeout 20 s" in record["problem"]
+    monkeypatch.setenv("NPU_HIL_SIM_HOME", str(lab / "sim"))
+    from harness.sim import api
+
+    deadline = time.monotonic() + 30  # the boards' supervisors notice their owners are gone
+    while any(b["running"] for b in api.list_boards()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(b["running"] for b in api.list_boards()), api.list_boards()
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
