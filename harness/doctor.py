@@ -27,8 +27,9 @@ PROXY = "npu_transfer_proxy"
 COMM_LEN = 15
 #: Programs that run a script named in their first argument (a proxy started as ``python3 npu_transfer_proxy``)
 INTERPRETERS = ("sh", "bash", "dash", "python", "python3")
-#: RV1109/RV1126 boards, the ones with a Mini Driver variant (rockchip-linux/rknpu drivers/linux-armhf-puma-mini)
-MINI_DRIVER_CHIPS = {"rv1109", "rv1126"}
+#: RV1109/RV1126: the boards with a Mini Driver variant (rockchip-linux/rknpu drivers/linux-armhf-puma-mini) and
+#: with NTB off in their stock firmware
+RV1109_RV1126 = {"rv1109", "rv1126"}
 #: What the full RKNPU1 driver set installs and the Mini Driver leaves out (docs/reference/rockchip-facts.md)
 FULL_DRIVER_ONLY = ("/usr/bin/rknn_server", "/usr/lib/libneuralnetworks.so")
 USB_CONFIG = "/etc/init.d/usb_config"
@@ -92,7 +93,7 @@ def check_mini_driver(board: "Board") -> Check:
     """RV1109/RV1126 only: the Mini Driver (librknn_runtime without rknn_server and the full OpenVX set) runs
     pre-compiled models on the board but cannot serve the toolkit's connected debugging."""
     name = "full NPU driver, not the Mini Driver"
-    if board.chip.name not in MINI_DRIVER_CHIPS:
+    if board.chip.name not in RV1109_RV1126:
         return Check(name, True, f"not applicable to {board.chip.name}", section="4.1.3 (9)")
     listing = " ".join(FULL_DRIVER_ONLY + (board.chip.runtime_lib,))
     present = set(board.shell(f"ls {listing} 2>/dev/null", timeout=30).stdout.split())
@@ -108,7 +109,7 @@ def check_ntb(board: "Board") -> Check:
     """RV1109/RV1126 firmware leaves NTB off: the board is then not listed in NTB mode (list_devices, the Windows
     driver). Advice only: a lab on adb does not need it."""
     name = "NTB mode enabled (usb_ntb_en)"
-    if board.chip.name not in MINI_DRIVER_CHIPS:
+    if board.chip.name not in RV1109_RV1126:
         return Check(name, True, f"not applicable to {board.chip.name}", section="4.1.5", level="advice")
     config = board.shell(f"cat {USB_CONFIG} 2>/dev/null", timeout=30).stdout
     if any(line.strip() == "usb_ntb_en" for line in config.splitlines()):

@@ -11,12 +11,13 @@ from typing import Any
 from harness.cli._boards import add_board_arguments, opened_board
 from harness.doctor import Check, doctor_ok, run_doctor
 from harness.errors import HarnessError
+from harness.npu.model_package import load_package
 
 
 def _doctor(args: argparse.Namespace) -> int:
     verbose: dict[str, Any] | None = None
     try:
-        package = _package(args.verbose_log) if args.verbose_log else None  # a bad one: one line, no board touched
+        package = load_package(args.verbose_log) if args.verbose_log else None  # bad: one line, no board touched
         with opened_board(args) as board:
             checks = run_doctor(board, args.toolkit)
             if package is not None:
@@ -36,12 +37,6 @@ def _doctor(args: argparse.Namespace) -> int:
             print(f"verbose runtime log (RKNN_LOG_LEVEL=5, manual 1.2.3) of {args.verbose_log}: "
                   f"exit {verbose['exit_code']}, written to {verbose['path']}")
     return 0 if ok else 1
-
-
-def _package(folder: str) -> Any:
-    from harness.npu.model_package import load_package
-
-    return load_package(folder)
 
 
 def _verbose_log(board: Any, package: Any, out: Path) -> dict[str, Any]:

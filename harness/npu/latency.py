@@ -377,7 +377,8 @@ def _runner_patterns() -> dict[str, re.Pattern[str]]:
     return patterns
 
 
-_RUNNER = _runner_patterns()
+#: One regex per line of the runner's protocol, built from its FORMATS (the soak reads ``sample`` lines too)
+RUNNER_LINES = _runner_patterns()
 
 
 def parse_runner_output(text: str) -> BenchmarkRun:
@@ -385,22 +386,22 @@ def parse_runner_output(text: str) -> BenchmarkRun:
     run = BenchmarkRun("npu-hil-runner")
     for line in str(text).splitlines():
         line = line.rstrip("\r")
-        if (m := _RUNNER["first"].match(line)) and run.first_run_ms is None:
+        if (m := RUNNER_LINES["first"].match(line)) and run.first_run_ms is None:
             run.first_run_ms = _float(m["ms"])
-        elif m := _RUNNER["warmup"].match(line):
+        elif m := RUNNER_LINES["warmup"].match(line):
             if (value := _float(m["ms"])) is not None:
                 run.warmup_ms.append(value)
-        elif m := _RUNNER["iteration"].match(line):
+        elif m := RUNNER_LINES["iteration"].match(line):
             if (value := _float(m["ms"])) is not None:
                 run.iterations_ms.append(value)
-        elif m := _RUNNER["average"].match(line):
+        elif m := RUNNER_LINES["average"].match(line):
             run.average_ms = _float(m["ms"])
-        elif m := _RUNNER["output"].match(line):
+        elif m := RUNNER_LINES["output"].match(line):
             dims = tuple(v for v in (_int(d) for d in re.findall(r"\d{1,12}", m["shape"])) if v is not None)
             run.outputs.append(m["path"])
             run.tensors.append(TensorInfo("output", _int(m["index"]) or 0, dims=dims, type=m["dtype"],
                                           path=m["path"]))
-        elif _RUNNER["done"].match(line):
+        elif RUNNER_LINES["done"].match(line):
             run.complete = True
         else:
             _common(run, line)

@@ -11,14 +11,13 @@ soak (the first lets the runtime's one-time allocations settle), per inference, 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from harness.npu.deploy import RemoteModel
+from harness.npu.latency import RUNNER_LINES
 from harness.npu.model_package import ModelPackage
 from harness.npu.run import run_package
-from harness.npu.runner.npu_hil_runner import FORMATS
 from harness.npu.soak import FdLeak
 
 if TYPE_CHECKING:
@@ -26,9 +25,6 @@ if TYPE_CHECKING:
 
 RUNNER = "npu_hil_runner"
 WATCHED = ("rknn_server",)
-_SAMPLE = re.compile(r"^sample (?P<index>\d+): (?P<process>\S+) pid=(?P<pid>\d+) fds=(?P<fds>\d+) "
-                     r"rss_kb=(?P<rss_kb>\d+)\r?$", re.M)
-assert FORMATS["sample"] == "sample {index}: {process} pid={pid} fds={fds} rss_kb={rss_kb}"  # the runner's line
 
 
 class MemoryLeak(FdLeak):
@@ -104,9 +100,14 @@ class ProcessSoak:
 def parse_samples(text: str) -> dict[str, list[Sample]]:
     """The runner's ``sample`` lines, per process, in order."""
     samples: dict[str, list[Sample]] = {}
-    for m in _SAMPLE.finditer(text):
-        samples.setdefault(m["process"], []).append(
-            Sample(int(m["index"]), int(m["pid"]), int(m["fds"]), int(m["rss_kb"])))
+    for line in text.splitlines():
+        m = RUNNER_LINES["sample"].match(line.rstrip("\r"))
+        try:
+            sample = Sample(int(m["index"]), int(m["pid"]), int(m["fds"]), int(m["rss_kb"])) if m else None
+        except ValueError:  # a line cut short or garbled on the way: not a sample
+            continue
+        if sample is not None:
+            samples.setdefault(m["process"], []).append(sample)
     return samples
 
 

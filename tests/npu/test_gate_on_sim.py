@@ -13,16 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.sim_leftovers import own_sim_home
+from support.suite_lab import SUITES, TOOLKITS, run_suites, suite_lab
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
-HARD_STOP_S = 240
-BOARDS = """
-[defaults]
-toolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }
-
+BOARDS = TOOLKITS + """
 [boards.sim-rv1126]
 chip = "rv1126"
 sim = { profile = "rv1126" }
@@ -35,17 +30,13 @@ sim = { profile = "rv1126", versions = { rknn_server = "1.6.0" } }
 
 @pytest.fixture
 def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    pytester.makefile(".toml", boards=BOARDS)
-    with own_sim_home(tmp_path_factory, monkeypatch):
-        yield pytester
+    with suite_lab(pytester, tmp_path_factory, monkeypatch, BOARDS) as lab:
+        yield lab
 
 
 def run(lab: pytest.Pytester, board: str, run_id: str, *targets: str) -> Path:
     """One run of the repo's suites; returns its reports folder."""
-    result = lab.runpytest_subprocess(
-        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
-        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "--run-id", run_id,
-        *[str(REPO / "suites" / t) for t in targets], timeout=HARD_STOP_S)
+    result = run_suites(lab, board, "--run-id", run_id, *[str(SUITES / t) for t in targets])
     assert (lab.path / "reports" / run_id / "results.json").is_file(), result.stdout.str()[-3000:]
     return lab.path / "reports" / run_id
 
@@ -87,10 +78,8 @@ def test_firmware_from_sim_image_is_flashed_and_the_gate_shows_old_and_new(lab: 
                            "RV1126_NEXT_V9", "-o", str(image)], capture_output=True, text=True, timeout=60)
     assert made.returncode == 0 and made.stdout.strip() == str(image), made.stderr
     lab.makepyfile(test_etc=ETC_VERSION)
-    result = lab.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-s", "--board", "sim-rv1126", "--boards-file", str(lab.path / "boards.toml"),
-        "--reports-dir", str(lab.path / "reports"), "--run-id", "flashed", "--firmware", str(image),
-        str(lab.path / "test_etc.py"), str(REPO / "suites" / "test_versions.py"), timeout=HARD_STOP_S)
+    result = run_suites(lab, "sim-rv1126", "-s", "--run-id", "flashed", "--firmware", str(image),
+                        str(lab.path / "test_etc.py"), str(SUITES / "test_versions.py"))
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
     assert "ETC RK_VERSION=RV1126_NEXT_V9" in result.stdout.str()  # the board runs the image now
     decision = gate(lab, lab.path / "reports" / "flashed", "--json")

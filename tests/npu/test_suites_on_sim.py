@@ -10,19 +10,16 @@ descriptor samples.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-from support.sim_leftovers import own_sim_home
+from support.suite_lab import SUITES, suite_lab
+from support.suite_lab import run_suites as run_lab
 
 from harness.npu.goldens import load_golden, save_golden
 
 pytest_plugins = ["pytester"]
 
-REPO = Path(__file__).resolve().parents[2]
-SUITES = REPO / "suites"
-HARD_STOP_S = 180
 FAULTS = {
     "wrong-rk3588": ("rk3588", "wrong-output"),
     "slow-rv1126": ("rv1126", "slow-npu"),
@@ -37,17 +34,12 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory,
     """A pytester folder with a boards.toml of faulty simulated boards and its own simulator home."""
     entries = [f'[boards.{name}]\nchip = "{chip}"\nsim = {{ profile = "{chip}", faults = ["{fault}"] }}\n'
                for name, (chip, fault) in FAULTS.items()]
-    pytester.makefile(".toml", boards="\n".join(entries))
-    with own_sim_home(tmp_path_factory, monkeypatch):
-        yield pytester
+    with suite_lab(pytester, tmp_path_factory, monkeypatch, "\n".join(entries)) as lab:
+        yield lab
 
 
 def run_suites(lab: pytest.Pytester, board: str, *targets: str, extra: tuple[str, ...] = ()) -> pytest.RunResult:
-    # -p fixtures.suite_packages: the repo's own fixtures (its conftest.py lies outside this test's rootdir)
-    return lab.runpytest_subprocess(
-        "-p", "fixtures.suite_packages", "-p", "no:cacheprovider", "--board", board, "--boards-file",
-        str(lab.path / "boards.toml"), "--reports-dir", str(lab.path / "reports"), "-rA", *extra,
-        *[str(SUITES / t) for t in targets], timeout=HARD_STOP_S)
+    return run_lab(lab, board, "-rA", *extra, *[str(SUITES / t) for t in targets])
 
 
 @pytest.mark.parametrize("board", ["sim-rv1126", "sim-rk3588"])
