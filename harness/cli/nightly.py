@@ -23,7 +23,7 @@ from harness.errors import ConfigError
 from harness.report.baseline import DEFAULT_DIR
 from harness.report.gate import gate
 from harness.report.gate_html import write_html
-from harness.report.gate_input import load_run
+from harness.report.gate_input import Run, load_run
 from harness.report.gate_md import write_markdown
 from harness.report.gate_policy import GatePolicy, load_policy
 from harness.report.history import append, night_records, read, trends
@@ -114,9 +114,9 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def _unreachable(run: object, boards: list[str]) -> str | None:
+def _unreachable(run: Run, boards: list[str]) -> str | None:
     """Why the night is void when no selected board could be opened (each recorded broken, no test passed)."""
-    data = getattr(run, "data", None)
+    data = run.data
     if data is None:
         return None
     down = [b for b in boards if b in data.boards and data.boards[b].broken
