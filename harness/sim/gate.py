@@ -25,11 +25,45 @@ class GateRequest:
 
 
 class GateReply:
-    """The reply stream of one gate request."""
+    """The reply stream of one gate request, and (for a session such as the board's runtime library) what the
+    caller sends after its request: :meth:`read_line` and :meth:`read_exact`."""
 
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn: socket.socket, pending: bytes = b"") -> None:
         self._conn = conn
+        self._pending = pending
         self.closed = False
+
+    def _fill(self) -> bool:
+        try:
+            chunk = self._conn.recv(65536)
+        except OSError:
+            chunk = b""
+        self._pending += chunk
+        return bool(chunk)
+
+    def read_line(self, limit: int = 4096) -> str | None:
+        """The caller's next line (without its newline), None when it closed or sent a line past ``limit``."""
+        while b"\n" not in self._pending:
+            if len(self._pending) > limit or not self._fill():
+                return None
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def read_exact(self, size: int) -> bytes | None:
+        """The caller's next ``size`` bytes, None when it closed first."""
+        while len(self._pending) < size:
+            if not self._fill():
+                return None
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def send_bytes(self, data: bytes) -> None:
+        """Raw bytes to the caller (a session's binary reply body)."""
+        if not self.closed:
+            try:
+                self._conn.sendall(data)
+            except OSError:
+                self.closed = True
 
     def _send(self, text: str) -> None:
         if self.closed:
@@ -60,16 +94,18 @@ class GateReply:
 Handler = Callable[[GateRequest, GateReply], int]
 
 
-def _read_request(conn: socket.socket) -> GateRequest:
+def _read_request(conn: socket.socket) -> tuple[GateRequest, bytes]:
+    """The request, and any bytes the caller already sent after it (a session's first call)."""
     data = b""
     while True:
         head, sep, _ = data.partition(b"\0")
         if sep:
             count = int(head)
             if data.count(b"\0") >= count + 1:
-                fields = data.split(b"\0")[1:count + 1]
-                decoded = [f.decode("utf-8", "replace") for f in fields]
-                return GateRequest(cwd=decoded[0], args=decoded[1:])
+                fields = data.split(b"\0", count + 1)
+                decoded = [f.decode("utf-8", "replace") for f in fields[1:count + 1]]
+                rest = fields[count + 1] if len(fields) > count + 1 else b""
+                return GateRequest(cwd=decoded[0], args=decoded[1:]), rest
         chunk = conn.recv(65536)
         if not chunk:
             raise ConnectionError("gate request cut short")
@@ -110,13 +146,14 @@ class Gate:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # sessions trade small request/replies
             threading.Thread(target=self._serve, args=(conn,), name="sim-gate-req", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         reply = GateReply(conn)
         code = 1
         try:
-            request = _read_request(conn)
+            request, reply._pending = _read_request(conn)
             op = request.args[0] if request.args else ""
             handler = self.handlers.get(op)
             if handler is None:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Callable
 
-from harness.sim import bootlog, partitions
+from harness.sim import bootlog, foreign_exec, partitions
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate, GateReply, GateRequest
 
@@ -64,6 +64,7 @@ class Kernel:
         (dt / "compatible").write_bytes(b"".join(c.encode() + b"\0" for c in profile.compatible))
         (dt / "model").write_bytes(profile.model.encode() + b"\0")
         (self.proc / "sim-gate").write_text(gate_address + "\n")
+        foreign_exec.write_loader(self.proc)
         (self.proc / "mounts").write_text("/dev/root / ext4 rw,relatime 0 0\ntmpfs /tmp tmpfs rw 0 0\n"
                                           "/dev/mmcblk0p8 /userdata ext4 rw,relatime 0 0\n")
         partitions.write(self.ctx.root, self.proc)

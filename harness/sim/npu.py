@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.sim import npu_api
 from harness.sim.context import BoardContext
 from harness.sim.gate import Gate, GateReply, GateRequest
 from harness.sim.npu_runtime import ERROR_NAMES, NpuContext, RknnError, RuntimeLog, SimRuntime, api_version
@@ -93,6 +94,7 @@ class SimNpu:
 
     def register(self, gate: Gate) -> None:
         gate.register("npu", self._gate_npu)
+        gate.register("rknn_api", lambda request, reply: npu_api.serve(self.runtime, request, reply))
 
     def _gate_npu(self, request: GateRequest, reply: GateReply) -> int:
         tool = request.args[1] if len(request.args) > 1 else ""

@@ -49,6 +49,8 @@ class Profile(_Strict):
     rk_version: str
     kernel: str
     cpu: str
+    arch: Literal["armhf", "aarch64"]  # the machine its programs are built for (runs here under qemu-user)
+    python3: bool = True  # False: a stock image without python3 (C programs only, e.g. the native runner)
     npu_speed: float = 1.0
     paths: Paths
     versions: Versions

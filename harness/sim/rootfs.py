@@ -15,6 +15,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from harness.sim import foreign_exec, runtime_library
 from harness.sim.board_exec import BOUND_DEVICES
 from harness.sim.profile import Profile
 
@@ -68,6 +69,10 @@ def install_board_files(root: Path) -> None:
         dest.chmod(0o755 if src.read_bytes()[:2] == b"#!" else 0o644)
 
 
+#: The start of an ELF header: what a library file that only has to carry version strings begins with
+FAKE_ELF = b"\x7fELF\x01\x01\x01"
+
+
 def _binary_with_strings(script: str, *strings: str) -> bytes:
     """A board "binary": a script that runs, followed by a data section holding the strings the real one has."""
     data = b"\0\0\0\0" + b"\0".join(s.encode() for s in strings) + b"\0\0\0\0"
@@ -85,7 +90,13 @@ def write_versions(root: Path, profile: Profile) -> None:
         server_strings.append("rknn_server version: " + server)
     _write(root, profile.paths.server_bin, _binary_with_strings(server_script, *server_strings), 0o755)
     runtime = s.runtime.format(v=v.runtime)
-    _write(root, profile.paths.runtime_lib, b"\x7fELF\x01\x01\x01" + _binary_with_strings("", runtime), 0o755)
+    library = runtime_library.build(profile.arch, profile.npu)  # cached: built once per source
+    if profile.npu == "rknpu2":
+        _write(root, profile.paths.runtime_lib, (library or FAKE_ELF) + _binary_with_strings("", runtime), 0o755)
+    else:
+        _write(root, profile.paths.runtime_lib, FAKE_ELF + _binary_with_strings("", runtime), 0o755)
+        if library:
+            _write(root, runtime_library.RKNPU1_API_LIB, library + _binary_with_strings("", runtime), 0o755)
     if profile.npu == "rknpu1":
         galcore = v.driver.split(".")
         tag = f"$VERSION${'.'.join(galcore[:3])}:{galcore[-1]}$"
@@ -138,6 +149,9 @@ def build(root: Path, profile: Profile) -> Path:
         (root / "dev" / dev).touch()
     install_busybox(root)
     install_board_files(root)
+    if not profile.python3:  # a stock image: no python3, so no Lite runner (programs in C only)
+        (root / "usr" / "bin" / "python3").unlink(missing_ok=True)
+    foreign_exec.install(root, profile.arch)
     (root / "etc" / "hostname").write_text(profile.hostname + "\n")
     (root / "etc" / "version").write_text(f"RK_VERSION={profile.rk_version}\n")
     write_versions(root, profile)
