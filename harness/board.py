@@ -54,7 +54,8 @@ class LinkCheck:
 class Board:
     def __init__(self, *, name: str, chip: Chip, links: dict[str, Any], power: Any, link_order: list[str],
                  run_dir: Path, toolkit: str | None = None, command_timeout: float = 60.0,
-                 boot_timeout: float = 120.0, simulated: bool = False, log: logging.Logger | None = None) -> None:
+                 boot_timeout: float = 120.0, simulated: bool = False, log: logging.Logger | None = None,
+                 runner: str = "auto") -> None:
         self.name = name
         self.chip = chip
         self.links = links
@@ -65,6 +66,10 @@ class Board:
         self.command_timeout = command_timeout
         self.boot_timeout = boot_timeout
         self.simulated = simulated
+        #: boards.toml's choice of our runner ("auto", "python", "native") and what it resolved to on this board
+        #: (:func:`harness.npu.board_runner.kind_for`)
+        self.runner = runner
+        self.runner_kind: str | None = None if runner == "auto" else runner
         self.log = log or logging.getLogger(f"npu-hil.board.{name}")
         self.history: list[ShellResult] = []
         self.broken: str | None = None

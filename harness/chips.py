@@ -28,6 +28,7 @@ class Chip(BaseModel):
 
     name: str
     npu: NpuGeneration
+    arch: Literal["armhf", "aarch64"]  # the board userspace's machine: what the native runner is built for
     usb_pid: int = Field(ge=0, le=0xFFFF)
     usb_pid_confirmed: bool = True
     usb_pid_running: tuple[int, ...] = ()

@@ -98,7 +98,8 @@ def open_board(spec: BoardSpec, inventory: Inventory, *, run_dir: Path, adb_serv
     board = Board(name=spec.name, chip=chip, links=links, power=power,
                   link_order=list(spec.link_order or defaults.link_order), run_dir=board_dir,
                   toolkit=inventory.toolkit_for(spec, chip.npu), command_timeout=defaults.command_timeout,
-                  boot_timeout=defaults.boot_timeout, simulated=spec.is_simulated, log=logger)
+                  boot_timeout=defaults.boot_timeout, simulated=spec.is_simulated, log=logger,
+                  runner=spec.runner)
     board.owns_simulator = started
     if spec.is_place:
         board.relink = _place_relinker(spec, inventory, board_dir, chip=chip, timeout=timeout, logger=logger)

@@ -31,18 +31,15 @@ import numpy as np
 
 from harness.errors import BoardError, LinkTimeout, ProductError
 from harness.links.base import ShellResult
-from harness.npu import goldens
+from harness.npu import board_runner, goldens
+from harness.npu.board_runner import BoardRunner
 from harness.npu.deploy import (
     DEFAULT_MODEL_DIR,
     RemoteModel,
-    file_sha256,
-    push_atomic,
     push_model,
-    remote_hashes,
 )
 from harness.npu.latency import BenchmarkRun, LatencyStats, parse_rknn_benchmark, parse_runner_output
 from harness.npu.model_package import ModelPackage
-from harness.npu.runner import npu_hil_runner
 from harness.npu.verbose_log import Step
 from harness.recovery import recover_board
 
@@ -51,7 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("npu-hil.run")
 
-RUNNER_LOCAL = Path(npu_hil_runner.__file__)
 #: Kernel lines that mean the NPU hung (RKNPU1 galcore watchdog, RKNPU2 job timeout/reset, runtime submit).
 HANG_LINES = re.compile(r"GPU\[\d+\] hang|job timeout|soft reset|failed to submit|npu.*(hang|timeout)", re.IGNORECASE)
 EMFILE = "Too many open files"
@@ -119,25 +115,11 @@ class ModelRun:
 
 
 # ------------------------------------------------------------------------------------------------ commands
-def runner_path(folder: str = DEFAULT_MODEL_DIR) -> str:
-    """Where our runner lives on the board: next to the model folders, pushed once per content."""
-    return posixpath.join(posixpath.dirname(folder.rstrip("/")) or "/", "npu_hil_runner.py")
-
-
-def ensure_runner(board: Board, folder: str = DEFAULT_MODEL_DIR) -> str:
-    """Push our runner when the board's copy is missing or different (one hash check otherwise)."""
-    remote = runner_path(folder)
-    digest = file_sha256(RUNNER_LOCAL)
-    if remote_hashes(board, [remote]).get(remote) != digest:
-        push_atomic(board, RUNNER_LOCAL, remote)
-        log.info("%s: pushed the runner to %s", board.name, remote)
-    return remote
-
-
 def build_command(runner: str, remote: RemoteModel, run_dir: str, *, loops: int, warmup: int,
-                  runner_file: str | None = None, runner_args: tuple[str, ...] = ()) -> str:
+                  ours: BoardRunner | None = None, runner_args: tuple[str, ...] = ()) -> str:
     """The board command for a runner; every path quoted. ``cd`` first: rknn_benchmark writes into its cwd.
-    ``runner_args``: more options for our runner (a soak's ``--sample-every``), each quoted."""
+    ``ours``: where our runner is on the board (python or native); ``runner_args``: more options for it (a soak's
+    ``--sample-every``), each quoted."""
     q = shlex.quote
     if runner_args and runner != "npu_hil_runner":
         raise ValueError(f"runner options {list(runner_args)} need the npu_hil_runner, not {runner}")
@@ -145,11 +127,11 @@ def build_command(runner: str, remote: RemoteModel, run_dir: str, *, loops: int,
     if runner == "rknn_benchmark":
         tool = f"rknn_benchmark {q(remote.model)} {q(inputs)} {int(loops)}"
     elif runner == "npu_hil_runner":
-        if runner_file is None:
-            raise ValueError("the npu_hil_runner needs runner_file")
+        if ours is None:
+            raise ValueError("the npu_hil_runner needs the board's runner (board_runner.ensure)")
         layouts = {s.layout for s in remote.package.manifest.inputs} - {"UNDEFINED"}
         fmt = "" if remote.nhwc or layouts != {"NCHW"} else " --data-format nchw"
-        tool = (f"python3 {q(runner_file)} {q(remote.model)} "
+        tool = (f"{ours.command()} {q(remote.model)} "
                 + " ".join(f"--input {q(p)}" for p in remote.inputs)
                 + f" --loops {int(loops)} --warmup {int(warmup)} --out {q(run_dir)}{fmt}"
                 + "".join(f" {q(a)}" for a in runner_args))
@@ -230,9 +212,9 @@ def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | No
     warmup = package.manifest.warmup if warmup is None else warmup
     deadline_s = deadline_s or default_deadline(package, chip, loops, warmup)
     run_dir = posixpath.join(remote.folder, "runs", f"{int(time.time() * 1000)}-{os.getpid()}-{next(_COUNTER)}")
-    runner_file = ensure_runner(board, folder) if runner == "npu_hil_runner" else None
+    ours = board_runner.ensure(board, folder) if runner == "npu_hil_runner" else None
     board.shell(f"mkdir -p {shlex.quote(run_dir)}", timeout=30, check=True)
-    command = build_command(runner, remote, run_dir, loops=loops, warmup=warmup, runner_file=runner_file,
+    command = build_command(runner, remote, run_dir, loops=loops, warmup=warmup, ours=ours,
                             runner_args=runner_args)
     board.last_npu_step = Step(command, workdir=run_dir)  # what a verbose-log rerun repeats if the test fails
     try:

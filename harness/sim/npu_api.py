@@ -10,6 +10,7 @@ size(1228800) < model input size(4915200)`` and -5, from rknpu2 issue #9). The w
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,9 +47,12 @@ class ApiSession:
         self.feeds: dict[int, np.ndarray] = {}
         self.outputs: list[np.ndarray] = []
         self.run_us = 0
+        self.last_sent = 0.0  # when the last reply left (time.monotonic)
+        self.reply_latency = 0.0  # the fastest a reply has reached the program so far: the NPU finishes that early
 
     def _ret(self, code: int, body: bytes | str = b"") -> None:
         data = body.encode() if isinstance(body, str) else body
+        self.last_sent = time.monotonic()
         self.reply.send_bytes(f"@@ret {code} {len(data)}\n".encode() + data)
 
     def serve(self) -> int:
@@ -147,14 +151,27 @@ class ApiSession:
             self.log.e(f"rknn_run, input {missing[0]} not set!")
             self._ret(-5)
             return
+        since = self._run_began(args)
         try:
             self.outputs, ms = ctx.run([self.feeds[i] for i in sorted(self.feeds)], self.log,
-                                       cancelled=self.reply.peer_gone)
+                                       cancelled=self.reply.peer_gone, since=since)
         except RknnError as exc:
             self._ret(exc.code)
             return
         self.run_us = int(round(ms * 1000))
         self._ret(0)
+
+    def _run_began(self, args: list[str]) -> float | None:
+        """When the program called rknn_run, less the time our replies take to reach it: both stamps are its
+        CLOCK_MONOTONIC, which is time.monotonic's clock (one host kernel). None when the stamps make no sense."""
+        began = _int(args[0], 0) / 1e9 if args else 0.0
+        if not 0 < began <= time.monotonic():
+            return None
+        received = _int(args[1], 0) / 1e9 if len(args) > 1 else 0.0
+        latency = received - self.last_sent
+        if 0 < latency < 0.05 and (self.reply_latency == 0.0 or latency < self.reply_latency):
+            self.reply_latency = latency
+        return began - self.reply_latency
 
     def _call_outputs_get(self, args: list[str]) -> None:
         index = _int(args[0], -1) if args else -1

@@ -318,9 +318,13 @@ class NpuContext:
         """All inputs through :meth:`feed`, in order."""
         return [self.feed(i, a, nhwc=nhwc) for i, a in enumerate(arrays)]
 
-    def run(self, feeds: list[np.ndarray], log: RuntimeLog,
-            cancelled: Callable[[], bool] = lambda: False) -> tuple[list[np.ndarray], float]:
+    def run(self, feeds: list[np.ndarray], log: RuntimeLog, cancelled: Callable[[], bool] = lambda: False,
+            since: float | None = None) -> tuple[list[np.ndarray], float]:
         """rknn_run + rknn_outputs_get(want_float): float32 outputs and the on-board time in ms.
+
+        ``since``: when (time.monotonic) the caller called rknn_run, if before this call (a C program on the
+        board's runtime library): the simulated time counts from there, so the time the program measures around
+        the call is the NPU's, not the NPU's plus the simulator's own round trip.
 
         Sleeps the simulated time (the fault ``npu-hang`` for ``hang_seconds``), so the board's timer and
         the wall clock agree. Raises RknnError when a leak has exhausted the process's descriptors.
@@ -340,7 +344,7 @@ class NpuContext:
         grow = faults.number("mem-leak")
         if grow and kernel is not None and self.owner_pid is not None:
             kernel.add_rss(self.owner_pid, int(grow))
-        started = time.monotonic()
+        started = time.monotonic() if since is None else since
         names = [name for name, _, _ in self.model.onnx_inputs]
         outputs = [np.asarray(o, dtype=np.float32) for o in self.model.session.run(None, dict(zip(names, feeds)))]
         ms = self.model.latency.run_ms(index, cores=self.cores, slowdown=faults.number("slow-npu") or 1.0)
@@ -375,13 +379,22 @@ class NpuContext:
         _sleep_until(started + runtime.hang_seconds, cancelled)
 
 
+#: The end of a wait is spun, not slept: a sleep wakes up to ~0.2 ms late, which a C program timing a 1 ms
+#: rknn_run on the board's runtime library would see as the NPU's time
+SPIN_S = 0.0004
+
+
 def _sleep_until(deadline: float, cancelled: Callable[[], bool]) -> None:
-    """Sleep in short steps so a caller that went away stops a long (hung) run early."""
-    while not cancelled():
-        left = deadline - time.monotonic()
-        if left <= 0:
+    """Sleep in short steps so a caller that went away stops a long (hung) run early; spin the last SPIN_S."""
+    while True:
+        if cancelled():
             return
-        time.sleep(min(left, 0.1))
+        left = deadline - time.monotonic()
+        if left <= SPIN_S:
+            break
+        time.sleep(min(left - SPIN_S, 0.1))
+    while time.monotonic() < deadline:
+        pass
 
 
 def _perturb(output: np.ndarray) -> np.ndarray:

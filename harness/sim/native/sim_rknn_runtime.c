@@ -9,7 +9,8 @@
  * Built from the runner's rknn_decls.h for either ABI (-DNPU_HIL_RKNPU1 or not), so the layouts are the ones a
  * caller built for that generation uses. One connection per rknn_context; the context value is its slot + 1.
  *
- * Wire format, per call: the request line "CALL ARGS... [BODY_LEN]\n" and BODY_LEN bytes; the reply: lines
+ * rknn_run carries its start time and the arrival time of the previous reply (CLOCK_MONOTONIC, nanoseconds), so a
+ * program timing the call sees the simulated NPU's time and not the simulator's round trip on top. Wire format, per call: the request line "CALL ARGS... [BODY_LEN]\n" and BODY_LEN bytes; the reply: lines
  * "@@err TEXT" (runtime log), "@@ka" (keep-alive, ignored), then "@@ret CODE LEN\n" and LEN bytes of body.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rknn_decls.h"
@@ -36,6 +38,7 @@ typedef struct {
     int fd;
     FILE *in;
     uint32_t n_output;
+    long long last_reply_ns; /* when the last reply arrived (CLOCK_MONOTONIC) */
 } session_t;
 
 static session_t sessions[MAX_CONTEXTS];
@@ -43,6 +46,12 @@ static session_t sessions[MAX_CONTEXTS];
 static session_t *session_of(rknn_context context) {
     if (context < 1 || context > MAX_CONTEXTS || !sessions[context - 1].in) return NULL;
     return &sessions[context - 1];
+}
+
+static long long monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 }
 
 static int send_all(int fd, const void *data, size_t size) {
@@ -69,6 +78,7 @@ static int call(session_t *s, const char *line, const void *data, size_t size, c
         if (!strncmp(reply, "@@err ", 6)) { fputs(reply + 6, stderr); continue; }
         if (!strncmp(reply, "@@exit ", 7)) break;
         if (strncmp(reply, "@@ret ", 6) != 0) { fputs(reply, stdout); continue; }
+        s->last_reply_ns = monotonic_ns();
         int code = 0;
         unsigned long len = 0;
         if (sscanf(reply + 6, "%d %lu", &code, &len) != 2) break;
@@ -252,7 +262,13 @@ int rknn_inputs_set(rknn_context context, uint32_t n_inputs, rknn_input inputs[]
 int rknn_run(rknn_context context, void *extend) {
     (void)extend;
     session_t *s = session_of(context);
-    return s ? call(s, "run\n", NULL, 0, NULL, NULL) : -7;
+    if (!s) return -7;
+    /* When the call began, on the clock the simulator shares with this process (CLOCK_MONOTONIC of the one host
+     * kernel), so the simulated NPU finishes its time after this moment and not after the request reached it;
+     * and when the previous reply arrived, so the simulator learns how long its replies take to get here. */
+    char line[96];
+    snprintf(line, sizeof line, "run %lld %lld\n", monotonic_ns(), s->last_reply_ns);
+    return call(s, line, NULL, 0, NULL, NULL);
 }
 
 int rknn_outputs_get(rknn_context context, uint32_t n_outputs, rknn_output outputs[], void *extend) {
