@@ -68,7 +68,8 @@ def native_binary(arch: str, abi: str) -> Path:
     """The native runner for ``arch`` and ``abi``, built here on first use and kept per source
     (ConfigError naming the package when the cross compiler is missing)."""
     sources = b"".join((native_build.SOURCES / n).read_bytes() for n in ("npu_hil_runner.c", "rknn_decls.h"))
-    digest = hashlib.sha256(sources + f"{arch}/{abi}".encode()).hexdigest()[:16]
+    recipe = " ".join([arch, abi, *native_build.CFLAGS, *native_build.ABIS[abi]]).encode()
+    digest = hashlib.sha256(sources + recipe).hexdigest()[:16]
     binary = cache_dir() / f"npu_hil_runner-{abi}-{arch}-{digest}"
     if not binary.is_file():
         binary.parent.mkdir(parents=True, exist_ok=True)

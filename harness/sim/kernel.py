@@ -89,10 +89,14 @@ class Kernel:
             shutil.rmtree(debug, ignore_errors=True)
 
     # -- processes -----------------------------------------------------------------------------------------
-    def start_process(self, comm: str, cmdline: list[str], fds: int = 3, rss_kb: int = 6212) -> int:
+    def start_process(self, comm: str, cmdline: list[str], fds: int = 3, rss_kb: int = 6212,
+                      pid: int | None = None) -> int:
+        """A process in the board's /proc: one the simulator runs itself (its next PID), or a real board program
+        known by its own ``pid`` (a C program on the runtime library); FileExistsError when that PID is taken."""
         with self._lock:
-            pid = self._next_pid
-            self._next_pid += 1 + (pid % 7)
+            if pid is None:
+                pid = self._next_pid
+                self._next_pid += 1 + (pid % 7)
             folder = self.proc / str(pid)
             (folder / "fd").mkdir(parents=True)
             (folder / "comm").write_text(comm + "\n")

@@ -28,6 +28,8 @@ FORMAT_CODES = {"NCHW": 0, "NHWC": 1}
 NHWC = 1
 QNT_AFFINE_ASYMMETRIC = 2
 MAX_MODEL_BYTES = 1 << 30
+PROGRAM_COMM = "rknn_app"  # the name a C program on the runtime has in the board's /proc
+PROGRAM_RSS_KB = 5312  # a C program with librknn_api/librknnrt loaded, roughly
 
 
 def _int(text: str, default: int = 0) -> int:
@@ -40,8 +42,9 @@ def _int(text: str, default: int = 0) -> int:
 class ApiSession:
     """One rknn_context of a board program: its model, the inputs set, the last run's outputs and time."""
 
-    def __init__(self, runtime: "SimRuntime", reply: GateReply, level: int) -> None:
+    def __init__(self, runtime: "SimRuntime", reply: GateReply, level: int, pid: int | None = None) -> None:
         self.runtime, self.reply = runtime, reply
+        self.pid = pid  # the program's own PID on the board: its /proc entry while it holds the context
         self.log = RuntimeLog(runtime.npu, reply.err, level)
         self.ctx: NpuContext | None = None
         self.feeds: dict[int, np.ndarray] = {}
@@ -56,7 +59,22 @@ class ApiSession:
         self.reply.send_bytes(f"@@ret {code} {len(data)}\n".encode() + data)
 
     def serve(self) -> int:
-        """Answer calls until rknn_destroy or the caller goes away."""
+        """Answer calls until rknn_destroy or the caller goes away; the program is in the board's /proc meanwhile
+        (a soak reads its descriptors and memory there; the mem-leak fault grows it)."""
+        kernel, registered = self.runtime.ctx.kernel, False
+        if kernel is not None and self.pid:
+            try:
+                kernel.start_process(PROGRAM_COMM, [PROGRAM_COMM], fds=4, rss_kb=PROGRAM_RSS_KB, pid=self.pid)
+                registered = True
+            except FileExistsError:  # another program's context, or a simulator process, has that number
+                pass
+        try:
+            return self._serve()
+        finally:
+            if registered:
+                kernel.stop_process(self.pid)
+
+    def _serve(self) -> int:
         while True:
             line = self.reply.read_line()
             if line is None:
@@ -86,6 +104,7 @@ class ApiSession:
         except RknnError as exc:
             self._ret(exc.code)
             return
+        self.ctx.owner_pid = self.pid
         self._ret(0)
 
     def _call_query(self, args: list[str]) -> None:
@@ -190,4 +209,5 @@ class ApiSession:
 def serve(runtime: "SimRuntime", request: GateRequest, reply: GateReply) -> int:
     """The gate handler for ``rknn_api LOG_LEVEL PID``: one rknn_context's session."""
     level = _int(request.args[1]) if len(request.args) > 1 else 0
-    return ApiSession(runtime, reply, level).serve()
+    pid = _int(request.args[2]) if len(request.args) > 2 else 0
+    return ApiSession(runtime, reply, level, pid if pid > 0 else None).serve()

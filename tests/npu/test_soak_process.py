@@ -1,6 +1,6 @@
 """The soak in one long-lived process (manual 4.2.1), run by a real pytest over the repo's soak suite on
 simulated boards whose runtime leaks: memory in the process holding the context (``mem-leak``), descriptors in
-rknn_server (``fd-leak``). Each fails with its growth rate and samples; a suite's ``soak_limits`` mark decides
+rknn_server (``fd-leak``), on the Python runner and on the native one (the stock image). Each fails with its growth rate and samples; a suite's ``soak_limits`` mark decides
 what growth it tolerates.
 """
 
@@ -17,6 +17,10 @@ BOARDS = """
 [boards.memleak-rv1126]
 chip = "rv1126"
 sim = { profile = "rv1126", faults = ["mem-leak=256"] }
+
+[boards.memleak-rv1126-stock]
+chip = "rv1126"
+sim = { profile = "rv1126-stock", faults = ["mem-leak=256"] }
 
 [boards.fdleak-rk3588]
 chip = "rk3588"
@@ -35,10 +39,13 @@ def lab(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory, mon
     ("memleak-rv1126", "100", "*memory leak (manual 4.2.1): resident memory of the runner holding the context "
                               "(pid *) on memleak-rv1126 grew by 12800 kB over 50 inferences of classifier "
                               "(256000 kB per 1000 inferences; allowed 1024); VmRSS kB: *"),
+    ("memleak-rv1126-stock", "100", "*memory leak (manual 4.2.1): resident memory of the runner holding the "
+                                    "context (pid *) on memleak-rv1126-stock grew by 12800 kB over 50 inferences of "
+                                    "classifier (256000 kB per 1000 inferences; allowed 1024); VmRSS kB: *"),
     ("fdleak-rk3588", "60", "*file descriptor leak (manual 4.2.1): open fds of rknn_server (pid *) on "
                             "fdleak-rk3588 grew by 30 over 30 inferences of classifier (1000.0 per 1000 "
                             "inferences; allowed growth 0); samples: *"),
-], ids=["memory-in-the-process", "descriptors-in-rknn_server"])
+], ids=["memory-in-the-process", "memory-in-the-native-runner", "descriptors-in-rknn_server"])
 def test_a_leak_fails_the_soak_with_its_rate(lab: pytest.Pytester, board: str, inferences: str, finding: str) -> None:
     result = run_suites(lab, board, *ONE_MODEL, "--soak-inferences", inferences, str(SUITES / "test_soak.py"))
     result.assert_outcomes(failed=1)

@@ -110,3 +110,24 @@ def test_the_loader_leaves_scripts_applets_and_the_boards_own_programs_alone(mak
     assert "from a script without hash-bang" in out and "a   b  \\n" in out
     assert "klogctl" not in err  # the board's own dmesg (a script over the simulated kernel), not busybox's
     assert "./other-arch: cannot execute binary file: Exec format error" in err and "rc=126" in out
+
+
+@pytest.mark.parametrize("fault", [None, "mem-leak=256", "fd-leak=2"])
+def test_a_c_program_is_in_the_boards_proc_while_it_holds_a_context(make_board, runners, fault):
+    board, _ = native_board(make_board, runners, BOARDS[0])
+    if fault:
+        board.ctx.faults.set(fault)
+    result = board.run(RUN.replace("--loops 3", "--loops 4") + " --sample-every 2 --watch rknn_server")
+    assert result.returncode == 0, result.stderr
+    samples = {}
+    for line in result.stdout.decode().splitlines():
+        if line.startswith("sample "):
+            fields = dict(f.split("=") for f in line.split()[3:])
+            samples.setdefault(line.split()[2], []).append((int(fields["fds"]), int(fields["rss_kb"])))
+    assert len(samples["self"]) == 3 and len(samples["rknn_server"]) == 3, samples  # before run 1, after 2 and 4
+    rss_growth = samples["self"][-1][1] - samples["self"][0][1]
+    fd_growth = samples["rknn_server"][-1][0] - samples["rknn_server"][0][0]
+    assert rss_growth == (4 * 256 if fault == "mem-leak=256" else 0)
+    assert fd_growth == (4 * 2 if fault == "fd-leak=2" else 0)
+    assert not [p for p in (board.root / "proc").iterdir() if p.name.isdigit()
+                and (p / "comm").read_text().strip() == "rknn_app"]  # gone with the program

@@ -28,7 +28,9 @@ ARCHES = {
     "armhf": ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf", "qemu-arm", "/usr/arm-linux-gnueabihf"),
     "aarch64": ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", "qemu-aarch64", "/usr/aarch64-linux-gnu"),
 }
-CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=c99"]
+#: _FILE_OFFSET_BITS=64: 32-bit readdir fails (EOVERFLOW) on 64-bit directory offsets, as a 64-bit kernel or qemu-user
+#: on a 64-bit host gives them; the runner reads /proc with it
+CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=c99", "-D_FILE_OFFSET_BITS=64"]
 COMPILE_TIMEOUT_S = 120.0
 
 
