@@ -38,6 +38,7 @@ from harness.npu.deploy import (
     RemoteModel,
     push_model,
 )
+from harness.npu.diagnose import diagnose
 from harness.npu.latency import BenchmarkRun, LatencyStats, parse_rknn_benchmark, parse_runner_output
 from harness.npu.model_package import ModelPackage
 from harness.npu.verbose_log import Step
@@ -243,7 +244,16 @@ def _check_finished(run: ModelRun) -> None:
         errors = "; ".join(e.line.strip() for e in parsed.errors[:3]) or tail
         code = f" (RKNN error {parsed.error_code})" if parsed.error_code is not None else ""
         raise RunFailed(f"{run.runner} did not finish {run.package.name} on {run.board}: exit "
-                        f"{run.result.exit_code}{code}: {errors}", output=output, parsed=parsed)
+                        f"{run.result.exit_code}{code}: {errors}{_likely(output)}", output=output, parsed=parsed)
+
+
+def _likely(output: str) -> str:
+    """The most likely cause of a runner's failure, with the manual's section, on the message's one line."""
+    found = diagnose(output)
+    if not found:
+        return ""
+    where = "not in the manual" if found[0].section in ("", "-") else f"manual {found[0].section}"
+    return f" -> likely: {found[0].cause} ({where})"
 
 
 def _pull_outputs(board: Board, run: ModelRun) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """The soak in one long-lived process (manual 4.2.1), run by a real pytest over the repo's soak suite on
 simulated boards whose runtime leaks: memory in the process holding the context (``mem-leak``), descriptors in
-rknn_server (``fd-leak``), on the Python runner and on the native one (the stock image). Each fails with its growth rate and samples; a suite's ``soak_limits`` mark decides
-what growth it tolerates.
+rknn_server (``fd-leak``), on the Python runner and on the native one (the stock image). Each fails with its
+growth rate and samples; a suite's ``soak_limits`` mark decides what growth it tolerates.
 """
 
 from __future__ import annotations
