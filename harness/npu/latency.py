@@ -252,6 +252,8 @@ class BenchmarkRun:
     tool: str
     iterations_ms: list[float] = field(default_factory=list)
     warmup_ms: list[float] = field(default_factory=list)
+    #: the runtime's own time of each timed run (RKNN_QUERY_PERF_RUN), where the runner could ask for it
+    npu_ms: list[float] = field(default_factory=list)
     first_run_ms: float | None = None
     average_ms: float | None = None
     average_fps: float | None = None
@@ -394,6 +396,9 @@ def parse_runner_output(text: str) -> BenchmarkRun:
         elif m := RUNNER_LINES["iteration"].match(line):
             if (value := _float(m["ms"])) is not None:
                 run.iterations_ms.append(value)
+        elif m := RUNNER_LINES["npu_time"].match(line):
+            if (value := _float(m["ms"])) is not None:
+                run.npu_ms.append(value)
         elif m := RUNNER_LINES["average"].match(line):
             run.average_ms = _float(m["ms"])
         elif m := RUNNER_LINES["output"].match(line):

@@ -27,6 +27,8 @@ emulation runs this very file, so both print the same)::
     first run: 12.345 ms                  the first inference after init_runtime (lazy load), reported apart
     warmup 0: 12.345 ms                   warm-up runs: the first W runs, excluded from the average
     iteration 0: 1.234 ms                 the N timed runs
+    npu time 0: 1.102 ms                  the runtime's own figure for that run (RKNN_QUERY_PERF_RUN): printed
+                                          by the native runner where the runtime answers the query
     average: 1.234 ms over N iterations
     sample 0: self pid=812 fds=9 rss_kb=30412   --sample-every: after K timed runs (0: before the first)
     sample 0: rknn_server pid=301 fds=12 rss_kb=6212   ... and each --watch process (absent ones: not printed)
@@ -54,6 +56,7 @@ FORMATS = {
     "first": "first run: {ms:.3f} ms",
     "warmup": "warmup {index}: {ms:.3f} ms",
     "iteration": "iteration {index}: {ms:.3f} ms",
+    "npu_time": "npu time {index}: {ms:.3f} ms",
     "average": "average: {ms:.3f} ms over {count} iterations",
     "output": "output {index}: {path} shape=[{shape}] dtype={dtype}",
     "sample": "sample {index}: {process} pid={pid} fds={fds} rss_kb={rss_kb}",

@@ -8,7 +8,8 @@
  *                  [--data-format nhwc|nchw] [--lib PATH] [--sample-every K [--watch NAME ...]]
  *
  * Each figure is rknn_run's own time (wall clock around the call), as rknn_benchmark measures it: the NPU's
- * time, without the input conversion of rknn_inputs_set or the copies of rknn_outputs_get.
+ * time, without the input conversion of rknn_inputs_set or the copies of rknn_outputs_get. Where the runtime
+ * answers RKNN_QUERY_PERF_RUN, its own figure for the run follows as "npu time I: X ms".
  *
  * --sample-every / --watch: the soak in one long-lived process, as the Python runner does it: before the first
  * timed run and after every K-th, "sample I: PROCESS pid=P fds=F rss_kb=R" for this process ("self") and each
@@ -309,6 +310,10 @@ int main(int argc, char **argv) {
         if (run < warmup) printf("warmup %d: %.3f ms\n", run, ms);
         else {
             printf("iteration %d: %.3f ms\n", run - warmup, ms);
+            rknn_perf_run perf;
+            memset(&perf, 0, sizeof perf);
+            if (api.query(ctx, RKNN_QUERY_PERF_RUN, &perf, sizeof perf) == 0 && perf.run_duration > 0)
+                printf("npu time %d: %.3f ms\n", run - warmup, perf.run_duration / 1000.0);
             total += ms;
             int done = run - warmup + 1;
             if (sample_every && done % sample_every == 0) {
