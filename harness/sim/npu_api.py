@@ -48,6 +48,8 @@ class ApiSession:
         self.log = RuntimeLog(runtime.npu, reply.err, level)
         self.ctx: NpuContext | None = None
         self.feeds: dict[int, np.ndarray] = {}
+        #: the outputs for the inputs set, computed as soon as they are all set: rknn_run then only keeps time
+        self.computed: list[np.ndarray] | None = None
         self.outputs: list[np.ndarray] = []
         self.run_us = 0
         self.last_sent = 0.0  # when the last reply left (time.monotonic)
@@ -158,6 +160,8 @@ class ApiSession:
         if attr.fmt == "NHWC":
             array = array.reshape(attr.dims) if nhwc else array.reshape(ctx.model.onnx_inputs[index][1])
         self.feeds[index] = ctx.feed(index, array, nhwc=nhwc)
+        complete = len(self.feeds) == len(attrs)
+        self.computed = ctx.compute([self.feeds[i] for i in sorted(self.feeds)]) if complete else None
         self._ret(0)
 
     def _call_run(self, args: list[str]) -> None:
@@ -173,7 +177,7 @@ class ApiSession:
         since = self._run_began(args)
         try:
             self.outputs, ms = ctx.run([self.feeds[i] for i in sorted(self.feeds)], self.log,
-                                       cancelled=self.reply.peer_gone, since=since)
+                                       cancelled=self.reply.peer_gone, since=since, computed=self.computed)
         except RknnError as exc:
             self._ret(exc.code)
             return

@@ -318,13 +318,19 @@ class NpuContext:
         """All inputs through :meth:`feed`, in order."""
         return [self.feed(i, a, nhwc=nhwc) for i, a in enumerate(arrays)]
 
+    def compute(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's float32 outputs for ``feeds`` (onnxruntime; no time, no faults)."""
+        names = [name for name, _, _ in self.model.onnx_inputs]
+        return [np.asarray(o, dtype=np.float32) for o in self.model.session.run(None, dict(zip(names, feeds)))]
+
     def run(self, feeds: list[np.ndarray], log: RuntimeLog, cancelled: Callable[[], bool] = lambda: False,
-            since: float | None = None) -> tuple[list[np.ndarray], float]:
+            since: float | None = None, computed: list[np.ndarray] | None = None) -> tuple[list[np.ndarray], float]:
         """rknn_run + rknn_outputs_get(want_float): float32 outputs and the on-board time in ms.
 
         ``since``: when (time.monotonic) the caller called rknn_run, if before this call (a C program on the
         board's runtime library): the simulated time counts from there, so the time the program measures around
-        the call is the NPU's, not the NPU's plus the simulator's own round trip.
+        the call is the NPU's, not the NPU's plus the simulator's own round trip. ``computed``: the outputs of
+        :meth:`compute` for these feeds, worked out before the call (so a fast NPU's time is not the host's).
 
         Sleeps the simulated time (the fault ``npu-hang`` for ``hang_seconds``), so the board's timer and
         the wall clock agree. Raises RknnError when a leak has exhausted the process's descriptors.
@@ -345,8 +351,7 @@ class NpuContext:
         if grow and kernel is not None and self.owner_pid is not None:
             kernel.add_rss(self.owner_pid, int(grow))
         started = time.monotonic() if since is None else since
-        names = [name for name, _, _ in self.model.onnx_inputs]
-        outputs = [np.asarray(o, dtype=np.float32) for o in self.model.session.run(None, dict(zip(names, feeds)))]
+        outputs = self.compute(feeds) if computed is None else computed
         ms = self.model.latency.run_ms(index, cores=self.cores, slowdown=faults.number("slow-npu") or 1.0)
         if "npu-hang" in faults:
             ms = runtime.hang_seconds * 1000.0 + ms

@@ -45,8 +45,11 @@ def test_rknpu2_board_in_native_mode_runs_the_suites(pytester, tmp_path_factory,
         text = manifest.read_text()
         manifest.write_text("\n".join(line for line in text.splitlines() if "rknn_benchmark" not in line) + "\n")
     with suite_lab(pytester, tmp_path_factory, monkeypatch, BOARDS) as lab:
-        result = run_suites(lab, "rk3588-native", "--models-dir", str(models), str(SUITES / "test_inference.py"),
-                            str(SUITES / "test_latency.py"))
+        # The packages' rk3588 baselines were measured by rknn_benchmark on the simulator's exact clock; the native
+        # runner reads a wall clock, which a loaded CI host stretches on a 1 ms model: the budget (1.5 ms) judges
+        # it here, not a baseline of another runner (bench/bench_native_runner.py has the figures).
+        result = run_suites(lab, "rk3588-native", "--models-dir", str(models), "--latency-tolerance", "100%",
+                            str(SUITES / "test_inference.py"), str(SUITES / "test_latency.py"))
         result.assert_outcomes(passed=10)
         commands = _commands(lab, "rk3588-native")
         assert "npu_hil_runner-rknpu2-aarch64" in commands and "rknn_benchmark" not in commands

@@ -46,9 +46,11 @@ def test_native_runner_runs_the_model_on_the_simulated_npu(make_board, runners, 
     assert result.returncode == 0, result.stderr
     parsed = parse_runner_output(result.stdout.decode())
     assert parsed.complete and len(parsed.iterations_ms) == 3 and parsed.first_run_ms is not None
-    # the runtime's own figure (RKNN_QUERY_PERF_RUN) for each timed run: the NPU's time, within the run's wall time
-    assert len(parsed.npu_ms) == 3
-    assert all(0 < npu <= wall + 0.01 for npu, wall in zip(parsed.npu_ms, parsed.iterations_ms))
+    # the runtime's own figure (RKNN_QUERY_PERF_RUN) for each timed run: the simulated NPU's time, the same for the
+    # same runs of a fresh context (the host's load changes the wall clock around rknn_run, not this)
+    assert len(parsed.npu_ms) == 3 and all(npu > 0 for npu in parsed.npu_ms)
+    again = board.run(RUN)
+    assert parse_runner_output(again.stdout.decode()).npu_ms == parsed.npu_ms
     image = board.load("in.npy")
     expected = onnxruntime_outputs(onnx_bytes, {"images": image.transpose(0, 3, 1, 2)})[0]
     assert np.allclose(board.load("out/output_0.npy"), expected, atol=1e-4)
