@@ -115,8 +115,8 @@ class BoardSpec(_Spec):
     reserve: dict[str, str] | None = None  # any labgrid place carrying these tags (a reservation)
     coordinator: str | None = None  # HOST:PORT of the labgrid coordinator (else [defaults], else LG_COORDINATOR)
     place_auth: PlaceAuth | None = None
-    #: our on-board runner: "python" (python3 + RKNN Toolkit Lite), "native" (C, for images without python3),
-    #: "auto": python when the board has python3
+    #: our on-board runner: "python" (python3 + RKNN Toolkit Lite), "native" (C, for images without them),
+    #: "auto": python when the board's python3 imports numpy and RKNN Toolkit Lite
     runner: Literal["auto", "python", "native"] = "auto"
 
     @field_validator("power")

@@ -8,7 +8,7 @@ Two builds of one protocol (``npu-hil runner protocol 1``, parsed the same way):
   the chip's machine (``arch`` in chips.toml) and the ABI of its NPU generation, cached per source, and pushed.
 
 ``runner`` in boards.toml picks one: ``"python"``, ``"native"``, or ``"auto"`` (the default): python when the
-board has python3, else native; the probe runs once per board.
+board's python3 imports numpy and RKNN Toolkit Lite, else native; the probe runs once per board.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ log = logging.getLogger("npu-hil.runner")
 
 RUNNER_KINDS = ("auto", "python", "native")
 PYTHON_RUNNER = Path(npu_hil_runner.__file__)
-PROBE = "command -v python3 >/dev/null 2>&1 && echo python || echo native"
+#: python needs the board's python3 with numpy and RKNN Toolkit Lite (Rockchip's Debian images may have python3
+#: without them); anything less gets the native runner
+PROBE = "python3 -c 'import numpy, rknnlite.api' >/dev/null 2>&1 && echo python || echo native"
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,8 @@ def kind_for(board: Board) -> str:
         wanted = board.runner
         if wanted == "auto":
             wanted = board.shell(PROBE, timeout=30, check=True).stdout.strip().splitlines()[-1]
-            log.info("%s: %s runner (auto: %s)", board.name, wanted,
-                     "the board has python3" if wanted == "python" else "no python3 on the board")
+            log.info("%s: %s runner (auto: %s)", board.name, wanted, "the board's python3 has RKNN Toolkit Lite"
+                     if wanted == "python" else "no python3 with numpy and RKNN Toolkit Lite on the board")
         board.runner_kind = wanted
     return board.runner_kind
 

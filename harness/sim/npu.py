@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import types
 from pathlib import Path
@@ -40,6 +41,10 @@ from harness.sim.rootpath import OutsideRoot
 WARMUP_RUNS = 5  # rknn_benchmark's fixed warm-up count
 FAIL = 255  # `return -1` from main()
 REFUSED = "python3: this simulated board only runs the npu-hil runner"
+#: What the board's python3 has installed: ``python3 -c "import numpy, rknnlite.api"`` (a probe for them) answers
+#: as a real interpreter would; any other module is missing.
+INSTALLED_MODULES = {"numpy", "rknnlite", "rknnlite.api"}
+IMPORTS = re.compile(r"^\s*import\s+([\w.]+(?:\s*,\s*[\w.]+)*)\s*;?\s*$")
 RUNNER_RSS_KB = 31240  # python3 with numpy and RKNN Toolkit Lite loaded, roughly
 #: The line the runner carries in its first lines (its protocol version; see ``run`` in the runner).
 RUNNER_MARKER = "# npu-hil runner protocol 1"
@@ -112,6 +117,8 @@ class SimNpu:
 
     # -- python3 <our runner> ------------------------------------------------------------------------------
     def _lite_runner(self, cwd: str, reply: GateReply, level: int, args: list[str]) -> int:
+        if args[:1] == ["-c"] and len(args) > 1:
+            return _import_probe(args[1], reply)
         source = self._runner_source(cwd, args[0]) if args and not args[0].startswith("-") else None
         if source is None:
             reply.err(REFUSED)
@@ -141,6 +148,22 @@ class SimNpu:
             return None
         head = source.decode("utf-8", "replace").splitlines()[:20]
         return source if any(line.strip() == RUNNER_MARKER for line in head) else None
+
+
+def _import_probe(code: str, reply: GateReply) -> int:
+    """``python3 -c "import A, B"``: 0 when the board has them all, else python3's ModuleNotFoundError and 1;
+    any other program is refused."""
+    match = IMPORTS.match(code)
+    if match is None:
+        reply.err(REFUSED)
+        return 127
+    for module in (m.strip() for m in match.group(1).split(",")):
+        if module not in INSTALLED_MODULES:
+            reply.err("Traceback (most recent call last):")
+            reply.err('  File "<string>", line 1, in <module>')
+            reply.err(f"ModuleNotFoundError: No module named '{module.split('.')[0]}'")
+            return 1
+    return 0
 
 
 class Benchmark:

@@ -274,6 +274,13 @@ def test_board_python3_refuses_anything_but_the_runner(make_board):
         assert result.stderr.strip() == b"python3: this simulated board only runs the npu-hil runner"
 
 
+def test_board_python3_answers_an_import_probe_as_its_interpreter_would(make_board):
+    board = make_board("rv1126")
+    assert board.run("python3 -c 'import numpy, rknnlite.api'").returncode == 0
+    missing = board.run("python3 -c 'import numpy, cv2'")
+    assert missing.returncode == 1 and missing.stderr.splitlines()[-1] == b"ModuleNotFoundError: No module named 'cv2'"
+
+
 def test_runner_is_standalone_and_says_when_rknnlite_is_missing(tmp_path):
     """On a host without rknnlite, in isolated mode (no harness on the path): one error line, exit 4."""
     script = tmp_path / "npu_hil_runner.py"
