@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.sim.gate import GateReply, GateRequest
-from harness.sim.npu_runtime import NpuContext, RknnError, RuntimeLog, TensorAttr, api_version
+from harness.sim.npu_runtime import NpuContext, TensorAttr, api_version
+from harness.sim.runtime_log import RknnError, RuntimeLog
 
 if TYPE_CHECKING:
     from harness.sim.npu_runtime import SimRuntime

@@ -30,7 +30,6 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -38,17 +37,13 @@ import numpy as np
 from harness.sim import runtime_release
 from harness.sim.model_header import ModelRefused, read_model
 from harness.sim.npu_latency import LatencyModel, estimate_cost
+from harness.sim.runtime_log import RknnError, RuntimeLog
 from harness.sim.vercmp import at_least, same
 
 if TYPE_CHECKING:
     from harness.sim.context import BoardContext
     from harness.sim.profile import Versions
 
-#: rknn_api.h error codes the simulated runtime returns, and the names RKNN Toolkit Lite prints for them. The
-#: ``-9`` in RKNPU1's ``driver open fail! ret = -9`` log line is the library's internal (transfer) code, not the
-#: C API's -9 (RKNN_ERR_OUTPUT_INVALID): rknn_init itself returns -3, which Lite names DEVICE_UNAVAILABLE.
-ERROR_NAMES = {-1: "RKNN_ERR_FAIL", -3: "RKNN_ERR_DEVICE_UNAVAILABLE", -5: "RKNN_ERR_PARAM_INVALID",
-               -6: "RKNN_ERR_MODEL_INVALID", -13: "RKNN_ERR_TARGET_PLATFORM_UNMATCH"}
 #: What RKNN Toolkit 1 builds for when a model names no target platform (manual 4.1.2, cause 3).
 RKNPU1_DEFAULT_PLATFORMS = ("rk1806", "rk1808", "rk3399pro")
 #: Chips that share one NPU (a model built for either runs on both).
@@ -59,38 +54,6 @@ HANG_DETECT_SECONDS = 1.5
 _ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
                 "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
                 "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
-
-
-class RknnError(Exception):
-    """An rknn_* call failed with ``code`` (the runtime's own log lines were already printed)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"{ERROR_NAMES.get(code, 'RKNN error')} ({code})")
-        self.code = code
-
-
-class RuntimeLog:
-    """The runtime's log, as each generation prints it: ``E RKNN: [hh:mm:ss.mmm] ...`` (RKNPU2), ``E RKNNAPI: ...``
-    (RKNPU1). Info lines appear only at ``level`` >= 3 (RKNN_LOG_LEVEL), as with the real library."""
-
-    def __init__(self, npu: str, write: Callable[[str], None], level: int = 0) -> None:
-        self.npu, self.write, self.level = npu, write, level
-
-    def _line(self, tag: str, message: str) -> None:
-        if self.npu == "rknpu2":
-            self.write(f"{tag} RKNN: [{datetime.now().strftime('%H:%M:%S.%f')[:12]}] {message}")
-        else:
-            self.write(f"{tag} RKNNAPI: {message}")
-
-    def e(self, message: str) -> None:
-        self._line("E", message)
-
-    def w(self, message: str) -> None:
-        self._line("W", message)
-
-    def i(self, message: str) -> None:
-        if self.level >= 3:
-            self._line("I", message)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,6 @@ import pytest
 from support.suite_lab import SUITES, TOOLKITS, run_suites, suite_lab
 
 pytest_plugins = ["pytester"]
-pytestmark = pytest.mark.skipif(not shutil.which("qemu-arm") or not shutil.which("aarch64-linux-gnu-gcc"),
-                                reason="needs qemu-user and Debian's cross compilers (scripts/setup installs them)")
 
 BOARDS = TOOLKITS + """
 [boards.sim-rv1126-stock]

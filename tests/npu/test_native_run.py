@@ -9,41 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.opened import opened_sim_board
 
-from harness.config.loader import parse_inventory
-from harness.connect import open_board
-from harness.links.adb_server import AdbServer
 from harness.npu.goldens import judge
 from harness.npu.model_package import load_package
 from harness.npu.run import RunFailed, run_package
-from harness.sim import api
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "suites" / "models"
 ROCKCHIP_MODEL = REPO / "tests" / "data" / "rknn" / "npu1_mobilenet_uint8_rv1126.rknn"
-INVENTORY = parse_inventory('[defaults]\ntoolkit = { rknpu1 = "1.7.1", rknpu2 = "2.3.2" }\n')
 ADB_PORT = 15144  # this test file's own adb server port
 
-pytestmark = pytest.mark.skipif(not shutil.which("qemu-arm") or not shutil.which("arm-linux-gnueabihf-gcc"),
-                                reason="needs qemu-user and Debian's cross compilers (scripts/setup installs them)")
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("NPU_HIL_SIM_HOME", str(tmp_path_factory.mktemp("sim")))
-        patch.setenv("NPU_HIL_CACHE", str(tmp_path_factory.mktemp("cache")))
-        server = AdbServer(port=ADB_PORT, home=tmp_path_factory.mktemp("adb")).start()
-        spec = INVENTORY.get("sim-rv1126-stock")
-        try:
-            board = open_board(spec, INVENTORY, run_dir=tmp_path_factory.mktemp("run"), adb_server=server)
-            try:
-                yield board
-            finally:
-                board.close()
-                api.down(spec.name)
-        finally:
-            server.stop()
+        patch.setenv("NPU_HIL_CACHE", str(tmp_path_factory.mktemp("cache")))  # the runner is built afresh
+        with opened_sim_board(tmp_path_factory, "sim-rv1126-stock", ADB_PORT) as opened:
+            yield opened.board
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ from harness.npu.diagnose import diagnose
 from harness.npu.latency import RKNN_ERRORS
 from harness.npu.rknn_file import pack_sim_model
 from harness.sim.faults import KINDS
-from harness.sim.npu_runtime import ERROR_NAMES, RknnError, RuntimeLog, SimRuntime
+from harness.sim.npu_runtime import SimRuntime
+from harness.sim.runtime_log import ERROR_NAMES, RknnError, RuntimeLog
 
 RKNN_API_H = {-1: "RKNN_ERR_FAIL", -2: "RKNN_ERR_TIMEOUT", -3: "RKNN_ERR_DEVICE_UNAVAILABLE",
               -4: "RKNN_ERR_MALLOC_FAIL", -5: "RKNN_ERR_PARAM_INVALID", -6: "RKNN_ERR_MODEL_INVALID",
