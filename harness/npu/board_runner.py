@@ -44,10 +44,12 @@ class BoardRunner:
 
     kind: str  # "python" | "native"
     path: str  # its board path
+    args: tuple[str, ...] = ()  # options it always takes on this board (the runtime library's path)
 
     def command(self) -> str:
         """The start of the board command (quoted): ``python3 /userdata/npu_hil_runner.py`` or the binary."""
-        return ("python3 " if self.kind == "python" else "") + shlex.quote(self.path)
+        words = ["python3"] if self.kind == "python" else []
+        return " ".join([*words, *(shlex.quote(w) for w in (self.path, *self.args))])
 
 
 def kind_for(board: Board) -> str:
@@ -95,4 +97,11 @@ def ensure(board: Board, folder: str = DEFAULT_MODEL_DIR) -> BoardRunner:
         if kind == "native":
             board.shell(f"chmod 755 {shlex.quote(remote)}", timeout=30, check=True)
         log.info("%s: pushed the %s runner to %s", board.name, kind, remote)
-    return BoardRunner(kind, remote)
+    return BoardRunner(kind, remote, library_args(board) if kind == "native" else ())
+
+
+def library_args(board: Board) -> tuple[str, ...]:
+    """``--lib PATH`` where the chip's C API library is not the runner's default name: RKNPU2 boards name theirs
+    in chips.toml (RV1103/RV1106: /oem/usr/lib/librknnmrt.so). RKNPU1's C API is librknn_api.so beside the
+    runtime (chips.toml names librknn_runtime.so), found by the loader's own search."""
+    return ("--lib", board.chip.runtime_lib) if board.chip.npu == "rknpu2" else ()

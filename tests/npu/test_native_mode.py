@@ -51,3 +51,4 @@ def test_rknpu2_board_in_native_mode_runs_the_suites(pytester, tmp_path_factory,
         result.assert_outcomes(passed=10)
         commands = _commands(lab, "rk3588-native")
         assert "npu_hil_runner-rknpu2-aarch64" in commands and "rknn_benchmark" not in commands
+        assert "--lib /usr/lib/librknnrt.so" in commands  # the chip's runtime, from chips.toml

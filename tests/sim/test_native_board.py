@@ -134,3 +134,13 @@ def test_a_c_program_is_in_the_boards_proc_while_it_holds_a_context(make_board, 
     assert fd_growth == (4 * 2 if fault == "fd-leak=2" else 0)
     assert not [p for p in (board.root / "proc").iterdir() if p.name.isdigit()
                 and (p / "comm").read_text().strip() == "rknn_app"]  # gone with the program
+
+
+def test_rv1106_runtime_is_librknnmrt_in_oem_and_the_runner_is_told_where(make_board, runners):
+    board, onnx_bytes = native_board(make_board, runners, ("rv1106", "rv1106", "armhf", "rknpu2"))
+    default = board.run(RUN)
+    assert default.returncode == 4 and b"cannot load the NPU runtime library librknnrt.so" in default.stderr
+    told = board.run(RUN + " --lib /oem/usr/lib/librknnmrt.so")  # what the harness passes (board_runner)
+    assert told.returncode == 0, told.stderr  # RKNPU2 on 32-bit ARM: the 4-byte rknn_context of librknnmrt
+    expected = onnxruntime_outputs(onnx_bytes, {"images": board.load("in.npy").transpose(0, 3, 1, 2)})[0]
+    assert np.allclose(board.load("out/output_0.npy"), expected, atol=1e-4)
