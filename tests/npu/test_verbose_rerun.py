@@ -1,9 +1,10 @@
 """A failed NPU test repeats its model run once with the runtime's verbose log (manual 1.2.3) and keeps the log.
 
 Real ``pytest`` runs of the repo's inference suite on a simulated RV1126 whose NPU silently returns wrong
-outputs (the ``wrong-output`` fault): the golden comparison fails, the harness reruns that model with
-RKNN_LOG_LEVEL=5 (rknn_server restarted at level 5, then at 0 again), and the log lands in results.json's
-attachments and the test's report. ``--no-verbose-rerun`` turns it off; an NPU hang gets no rerun.
+outputs (the ``wrong-output`` fault), with the Python runner and with the native one (the stock image): the
+golden comparison fails, the harness reruns that model with RKNN_LOG_LEVEL=5 (rknn_server restarted at level 5,
+then at 0 again), and the log lands in results.json's attachments and the test's report. ``--no-verbose-rerun``
+turns it off; an NPU hang gets no rerun.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ BOARDS = TOOLKITS + """
 [boards.wrong-output]
 chip = "rv1126"
 sim = { profile = "rv1126", faults = ["wrong-output"] }
+
+[boards.wrong-output-stock]
+chip = "rv1126"
+sim = { profile = "rv1126-stock", faults = ["wrong-output"] }
 
 [boards.hangs]
 chip = "rv1126"
@@ -39,10 +44,11 @@ def run(lab: pytest.Pytester, board: str, run_id: str, *args: str) -> tuple[pyte
     return result, results
 
 
-def test_a_wrong_output_is_rerun_with_the_verbose_log_kept(lab: pytest.Pytester) -> None:
-    result, results = run(lab, "wrong-output", "verbose")
+@pytest.mark.parametrize("board", ["wrong-output", "wrong-output-stock"], ids=["python-runner", "native-runner"])
+def test_a_wrong_output_is_rerun_with_the_verbose_log_kept(lab: pytest.Pytester, board: str) -> None:
+    result, results = run(lab, board, "verbose")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*runtime log wrong-output (npu-hil)*",
+    result.stdout.fnmatch_lines([f"*runtime log {board} (npu-hil)*",
                                  "the failed model run, repeated with RKNN_LOG_LEVEL=5 (manual 1.2.3): exit 0;*"])
     [test] = results["tests"]
     [attachment] = test["attachments"]
