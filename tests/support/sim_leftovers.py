@@ -27,11 +27,12 @@ def down_running_boards() -> None:
 
 @contextlib.contextmanager
 def own_sim_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """For a test that runs a whole ``pytest`` on simulated boards: a simulator home of its own, the repo
+    """For a test that runs a whole ``pytest`` on simulated boards: a simulator home and a cache of its own, the repo
     importable by the subprocess (``fixtures`` is a folder of the repo), and every board a run cut short left
     running stopped afterwards. Yields the simulator home."""
     home = tmp_path_factory.mktemp("sim")
     monkeypatch.setenv("NPU_HIL_SIM_HOME", str(home))
+    monkeypatch.setenv("NPU_HIL_CACHE", str(tmp_path_factory.mktemp("cache")))  # the native runner's builds
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     try:
         yield home
