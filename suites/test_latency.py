@@ -44,14 +44,17 @@ def test_latency_within_budget_and_baseline(model_package, npu_run, golden_polic
         found = regression(stats, baseline, latency_tolerance)
         if found:
             problems.append(found.message)
+            if baseline.get("runner") not in (None, run.measured_by):  # figures of another program
+                problems.append(f"the baseline was measured by {baseline['runner']}, this run by {run.measured_by}: "
+                                f"if the runner changed on purpose, make a new baseline (--regen-goldens)")
     if golden_policy == "regen" or (golden_policy == "update" and (found or not baseline_file.is_file())):
         baseline_file.parent.mkdir(parents=True, exist_ok=True)
-        baseline_file.write_text(json.dumps({**stats.to_dict(include_samples=True), "runner": run.runner,
+        baseline_file.write_text(json.dumps({**stats.to_dict(include_samples=True), "runner": run.measured_by,
                                              "board": run.board}, indent=2, sort_keys=True) + "\n")
         if golden_policy == "update":
             problems.append(f"latency baseline rewritten at {baseline_file}: review it")
     elif not baseline_file.is_file():
         problems.append(f"no latency baseline at {baseline_file}: create it with --regen-goldens")
     if problems:
-        pytest.fail(f"{model_package.name} on {run.board} ({run.chip}, {model_package.precision}, {run.runner}): "
+        pytest.fail(f"{model_package.name} on {run.board} ({run.chip}, {model_package.precision}, {run.measured_by}): "
                     f"{_claimable(stats)}; first run {run.first_run_ms} ms\n" + "\n".join(problems), pytrace=False)

@@ -88,6 +88,12 @@ class ModelRun:
     parsed: BenchmarkRun
     outputs: list[np.ndarray] = field(default_factory=list)  # in the package's output order, whole batch
     model_sha256: str = ""
+    runner_kind: str | None = None  # our runner's build on this board: "python" or "native"
+
+    @property
+    def measured_by(self) -> str:
+        """Which program took the figures: ``rknn_benchmark``, ``npu_hil_runner (native)``, a custom command."""
+        return f"{self.runner} ({self.runner_kind})" if self.runner_kind else self.runner
 
     @property
     def stats(self) -> LatencyStats:
@@ -223,7 +229,8 @@ def run_package(board: Board, package: ModelPackage, *, remote: RemoteModel | No
     except LinkTimeout:
         raise hang(board, package, f"the run did not finish within its {deadline_s:g} s deadline") from None
     parsed = parse_output(runner, result.output)
-    run = ModelRun(package, chip, board.name, runner, command, run_dir, result, parsed, model_sha256=remote.sha256)
+    run = ModelRun(package, chip, board.name, runner, command, run_dir, result, parsed, model_sha256=remote.sha256,
+                   runner_kind=ours.kind if ours else None)
     _check_finished(run)
     run.outputs = _pull_outputs(board, run)
     found = zero_output_hang(run)

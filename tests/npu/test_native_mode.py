@@ -16,6 +16,10 @@ BOARDS = TOOLKITS + """
 chip = "rv1126"
 sim = { profile = "rv1126-stock" }
 
+[boards.slow-stock]
+chip = "rv1126"
+sim = { profile = "rv1126-stock", faults = ["slow-npu=3"] }
+
 [boards.rk3588-native]
 chip = "rk3588"
 sim = { profile = "rk3588" }
@@ -52,3 +56,14 @@ def test_rknpu2_board_in_native_mode_runs_the_suites(pytester, tmp_path_factory,
         commands = _commands(lab, "rk3588-native")
         assert "npu_hil_runner-rknpu2-aarch64" in commands and "rknn_benchmark" not in commands
         assert "--lib /usr/lib/librknnrt.so" in commands  # the chip's runtime, from chips.toml
+
+
+def test_a_regression_against_another_runners_baseline_says_so(pytester, tmp_path_factory, monkeypatch):
+    with suite_lab(pytester, tmp_path_factory, monkeypatch, BOARDS) as lab:
+        result = run_suites(lab, "slow-stock", "-k", "classifier and not batch and not int8",
+                            str(SUITES / "test_latency.py"))
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(["*latency regression: mean *",
+                                     "*the baseline was measured by npu_hil_runner (python), this run by "
+                                     "npu_hil_runner (native): if the runner changed on purpose, make a new baseline "
+                                     "(--regen-goldens)*"])
