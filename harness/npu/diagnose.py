@@ -77,9 +77,13 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def where(self) -> str:
+        """``manual 4.1.2``, or ``not in the manual``."""
+        return "not in the manual" if self.section in ("", "-") else f"manual {self.section}"
+
     def __str__(self) -> str:
-        where = "not in the manual" if self.section in ("", "-") else f"manual {self.section}"
-        return f"[{self.kind}] {self.cause} ({where}; fix: {self.fix}) <- {self.line!r}"
+        return f"[{self.kind}] {self.cause} ({self.where}; fix: {self.fix}) <- {self.line!r}"
 
 
 def parse_signatures(data: dict[str, Any], *, source: str) -> tuple[Signature, ...]:
@@ -163,8 +167,7 @@ def format_diagnoses(diagnoses: list[Diagnosis], *, limit: int = 3) -> str:
         return "no known failure signature matched"
     out = []
     for number, diagnosis in enumerate(diagnoses[:limit], start=1):
-        where = "not in the manual" if diagnosis.section in ("", "-") else f"manual {diagnosis.section}"
-        out.append(f"{number}. likely cause [{diagnosis.kind}]: {diagnosis.cause} ({where})")
+        out.append(f"{number}. likely cause [{diagnosis.kind}]: {diagnosis.cause} ({diagnosis.where})")
         out.append(f"   fix: {diagnosis.fix}")
         out.append(f"   seen: {diagnosis.line}")
     if len(diagnoses) > limit:

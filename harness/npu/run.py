@@ -257,10 +257,7 @@ def _check_finished(run: ModelRun) -> None:
 def _likely(output: str) -> str:
     """The most likely cause of a runner's failure, with the manual's section, on the message's one line."""
     found = diagnose(output)
-    if not found:
-        return ""
-    where = "not in the manual" if found[0].section in ("", "-") else f"manual {found[0].section}"
-    return f" -> likely: {found[0].cause} ({where})"
+    return f" -> likely: {found[0].cause} ({found[0].where})" if found else ""
 
 
 def _pull_outputs(board: Board, run: ModelRun) -> list[np.ndarray]:
