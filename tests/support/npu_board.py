@@ -13,12 +13,12 @@ import onnxruntime as ort
 import pytest
 
 from harness.npu.rknn_file import pack_sim_model
-from harness.sim import board_exec, profile, rootfs
+from harness.sim import board_exec
 from harness.sim.context import BoardContext
-from harness.sim.faults import FaultSet
 from harness.sim.gate import Gate
 from harness.sim.kernel import Kernel
 from harness.sim.npu import SimNpu
+from support.boards import board_context
 from support.models import classifier_onnx
 
 
@@ -53,12 +53,8 @@ def make_board(tmp_path):
     gates: list[Gate] = []
 
     def make(name: str, *, hang_seconds: float = 25.0, **version_overrides: str) -> Board:
-        prof = profile.load(name)
-        folder = tmp_path / f"{name}-{len(gates)}"
-        root = rootfs.build(folder / "root", prof)
-        (folder / "state").mkdir()
-        ctx = BoardContext(name, prof, root, folder / "state", FaultSet(folder / "state"))
-        versions = prof.versions.model_copy(update=version_overrides)
+        ctx = board_context(tmp_path / f"{name}-{len(gates)}", name)
+        versions = ctx.profile.versions.model_copy(update=version_overrides)
         if version_overrides:
             ctx.extra["versions"] = versions
         listener = socket.socket()
@@ -72,7 +68,7 @@ def make_board(tmp_path):
         kernel.register(gate)
         kernel.start_server()
         SimNpu(ctx, hang_seconds=hang_seconds).register(gate)
-        return Board(root, ctx, kernel, gate)
+        return Board(ctx.root, ctx, kernel, gate)
 
     yield make
     for gate in gates:
