@@ -73,14 +73,13 @@ def _host_libraries(binary: str) -> tuple[Path | None, list[Path]]:
     return loader, libraries
 
 
-def install(root: Path, arch: str) -> bool:
-    """Give the board root qemu-user for its machine and the cross C library; False (and a warning) when this
-    host lacks either: the board boots, and its ARM programs fail with the loader's one-line message."""
+def install(root: Path, arch: str) -> None:
+    """Give the board root its program loader, qemu-user for its machine and the cross C library. What this host
+    lacks is a warning: the board boots, and its ARM programs fail with one line naming the package."""
     machine, qemu, c_library = MACHINES[arch]
     root = Path(root)
     loader = build_cached("cc", ["-O2", "-Wall", "-static", f"-DBOARD_MACHINE={machine}", f'-DQEMU="{qemu}"'],
                           SOURCES / "sim_exec.c", f"sim_exec-{arch}", package="gcc libc6-dev")
-    ok = loader is not None
     if loader:
         _place(loader, root / LOADER)
     found = shutil.which(qemu)
@@ -93,7 +92,6 @@ def install(root: Path, arch: str) -> bool:
             _place(library.resolve(), target / library.name)
     else:
         log.warning("%s not found: the simulated board cannot run %s programs (apt-get install qemu-user)", qemu, arch)
-        ok = False
     libs = Path(c_library)
     if libs.is_dir():
         for src in libs.iterdir():
@@ -101,8 +99,6 @@ def install(root: Path, arch: str) -> bool:
                 _place(src.resolve(), root / "lib" / src.name)
     else:
         log.warning("%s not found: the simulated board has no C library for %s programs", c_library, arch)
-        ok = False
-    return ok
 
 
 def write_loader(proc: Path) -> None:

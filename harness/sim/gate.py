@@ -153,7 +153,8 @@ class Gate:
         reply = GateReply(conn)
         code = 1
         try:
-            request, reply._pending = _read_request(conn)
+            request, pending = _read_request(conn)
+            reply = GateReply(conn, pending)  # what the caller sent after its request is the session's start
             op = request.args[0] if request.args else ""
             handler = self.handlers.get(op)
             if handler is None:

@@ -69,7 +69,7 @@ def install_board_files(root: Path) -> None:
         dest.chmod(0o755 if src.read_bytes()[:2] == b"#!" else 0o644)
 
 
-#: The start of an ELF header: what a library file that only has to carry version strings begins with
+#: The start of an ELF header: what a board file that only has to carry version strings begins with
 FAKE_ELF = b"\x7fELF\x01\x01\x01"
 
 
@@ -100,7 +100,7 @@ def write_versions(root: Path, profile: Profile) -> None:
     if profile.npu == "rknpu1":
         galcore = v.driver.split(".")
         tag = f"$VERSION${'.'.join(galcore[:3])}:{galcore[-1]}$"
-        _write(root, "lib/modules/galcore.ko", b"\x7fELF\x01\x01\x01" + _binary_with_strings("", tag), 0o644)
+        _write(root, "lib/modules/galcore.ko", FAKE_ELF + _binary_with_strings("", tag), 0o644)
 
 
 #: RV1109/RV1126: the chips whose NPU driver comes as a full set or as the Mini Driver, and whose USB gadget list
@@ -124,7 +124,7 @@ def write_driver_set(root: Path, profile: Profile, *, mini: bool = False, ntb: b
         if mini:
             (root / lib).unlink(missing_ok=True)
         else:
-            _write(root, lib, b"\x7fELF\x01\x01\x01" + _binary_with_strings("", "Vivante NN API"), 0o755)
+            _write(root, lib, FAKE_ELF + _binary_with_strings("", "Vivante NN API"), 0o755)
     if mini:
         (root / profile.paths.server_bin.lstrip("/")).unlink(missing_ok=True)
     if profile.chip in PUMA_CHIPS:
