@@ -66,9 +66,8 @@ class Board:
         self.command_timeout = command_timeout
         self.boot_timeout = boot_timeout
         self.simulated = simulated
-        #: boards.toml's choice of our runner ("auto", "python", "native") and what it resolved to on this board
-        #: (:func:`harness.npu.board_runner.kind_for`)
-        self.runner = runner
+        #: our runner on this board, "python" or "native": boards.toml's choice, or None until ``auto`` has probed
+        #: the board (:func:`harness.npu.board_runner.kind_for`)
         self.runner_kind: str | None = None if runner == "auto" else runner
         self.log = log or logging.getLogger(f"npu-hil.board.{name}")
         self.history: list[ShellResult] = []

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                        "for the host or, with --arch, a board's architecture. The runner prints "
                                        "the same protocol as the Python runner and opens the runtime with dlopen "
                                        "(--lib PATH at run time). --stub also builds a stand-in runtime library "
-                                       "for testing (ARM builds run here under qemu-user).")
+                                       "for testing (ARM builds run here under qemu-user). A run builds and pushes "
+                                       "it by itself for boards on the native runner (runner in boards.toml; kept "
+                                       "in ~/.cache/npu-hil/runner): this is the same build, by hand.")
     b.add_argument("--out", default=str(DEFAULT_OUT), metavar="DIR", help=f"where to put them (default {DEFAULT_OUT})")
     b.add_argument("--arch", action="append", choices=["host", *ARCHES],
                    help="target architecture (repeatable; default host): armhf for RV1109/RV1126 and RV1106, "

@@ -53,14 +53,12 @@ class BoardRunner:
 
 
 def kind_for(board: Board) -> str:
-    """``python`` or ``native`` for this board: its boards.toml choice, ``auto`` probed once."""
+    """``python`` or ``native`` for this board: its boards.toml choice, or (``auto``) the board probed once."""
     if board.runner_kind is None:
-        wanted = board.runner
-        if wanted == "auto":
-            wanted = board.shell(PROBE, timeout=30, check=True).stdout.strip().splitlines()[-1]
-            log.info("%s: %s runner (auto: %s)", board.name, wanted, "the board's python3 has RKNN Toolkit Lite"
-                     if wanted == "python" else "no python3 with numpy and RKNN Toolkit Lite on the board")
-        board.runner_kind = wanted
+        answer = board.shell(PROBE, timeout=30, check=True).stdout.split()
+        board.runner_kind = "python" if answer[-1:] == ["python"] else "native"
+        log.info("%s: %s runner (auto: %s)", board.name, board.runner_kind, "the board's python3 has RKNN Toolkit "
+                 "Lite" if board.runner_kind == "python" else "no python3 with numpy and RKNN Toolkit Lite")
     return board.runner_kind
 
 
